@@ -1,0 +1,71 @@
+"""pledgeledger's verification-critical core: pure, I/O-free, importable on its own.
+
+WARNING: the encodings and hashes here define what a valid reading, leaf, proof and bundle
+are (``../shared/SPEC.md``). Devices, banks' tools and the contracts depend on them byte for
+byte: a change here that alters any output breaks verification of everything already
+anchored. Nothing in this package opens a file, a socket or a database; chain facts are
+handed in by the caller (:class:`attestation.bundle.ChainFacts`).
+
+Modules:
+
+- :mod:`attestation.encoding`   canonical JSON (RFC 8785), base64url, hex helpers
+- :mod:`attestation.signatures` ES256 / ES256K / EdDSA behind one ``verify`` function
+- :mod:`attestation.devices`    key fingerprints and registration proof of possession
+- :mod:`attestation.readings`   the signed reading envelope (SPEC §1) and its digest
+- :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees and proofs
+- :mod:`attestation.bundle`     the proof bundle (SPEC §4) and its verifier
+- :mod:`attestation.errors`     the error tree
+"""
+
+from attestation.bundle import (
+    BUNDLE_FORMAT,
+    AnchorQuery,
+    ChainFacts,
+    CheckResult,
+    OnChainKey,
+    VerificationReport,
+    chain_query,
+    verify_bundle,
+)
+from attestation.devices import key_fingerprint, pop_message, verify_pop
+from attestation.encoding import canonical_json
+from attestation.errors import (
+    AttestationError,
+    InvalidKey,
+    InvalidReading,
+    InvalidSignature,
+    UnsupportedAlgorithm,
+)
+from attestation.merkle import leaf_hash, node_hash, process_proof, StandardTree
+from attestation.readings import SignedReading, parse_reading
+from attestation.signatures import ALGORITHMS, verify_signature
+
+__all__ = sorted(
+    [
+        "ALGORITHMS",
+        "AnchorQuery",
+        "OnChainKey",
+        "chain_query",
+        "AttestationError",
+        "BUNDLE_FORMAT",
+        "ChainFacts",
+        "CheckResult",
+        "InvalidKey",
+        "InvalidReading",
+        "InvalidSignature",
+        "SignedReading",
+        "StandardTree",
+        "UnsupportedAlgorithm",
+        "VerificationReport",
+        "canonical_json",
+        "key_fingerprint",
+        "leaf_hash",
+        "node_hash",
+        "parse_reading",
+        "pop_message",
+        "process_proof",
+        "verify_bundle",
+        "verify_pop",
+        "verify_signature",
+    ]
+)
