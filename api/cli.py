@@ -1,0 +1,213 @@
+"""The ``pledgeledger`` command line (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="pledgeledger",
+    help="Evidence ledger for IoT-supervised loans against movable goods.\n\n"
+    "Configuration comes from flags or PLEDGELEDGER_* environment variables "
+    "(PLEDGELEDGER_DATA_DIR, PLEDGELEDGER_DB_URL, PLEDGELEDGER_CHAIN, PLEDGELEDGER_HOST, PLEDGELEDGER_PORT, ...).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
+app.add_typer(org_app, name="org")
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="State directory [env PLEDGELEDGER_DATA_DIR; default ./data]")]
+DbUrl = Annotated[Optional[str], typer.Option("--db-url", help="SQLAlchemy URL [env PLEDGELEDGER_DB_URL; default SQLite in the data dir]")]
+
+
+def _settings(**overrides: object):  # type: ignore[no-untyped-def]
+    from ledger.settings import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+    chain: Annotated[Optional[str], typer.Option(help="managed | embedded | http(s):// RPC URL [env PLEDGELEDGER_CHAIN; default managed]")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address [env PLEDGELEDGER_HOST; default 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [env PLEDGELEDGER_PORT; default 8000]")] = None,
+    batch_interval: Annotated[Optional[float], typer.Option("--batch-interval", help="Seconds between anchored batches [default 5]")] = None,
+) -> None:
+    """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
+    import uvicorn
+
+    from api.main import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs), data in {settings.data_dir.resolve()}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def deploy(
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of the chain to deploy to")],
+    key: Annotated[Optional[str], typer.Option(help="0x private key paying for the deployment [env PLEDGELEDGER_RELAYER_KEY]")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Deploy DeviceRegistry and ReadingAnchor to any EVM chain and record the addresses in the data dir."""
+    from ledger.chain.backends import deploy_to, open_chain
+
+    settings = _settings(data_dir=data_dir, chain=rpc, relayer_key=key)
+    handle = open_chain(rpc, settings.data_dir, relayer_key=settings.relayer_key)
+    try:
+        deployment = deploy_to(handle.client, settings.data_dir)
+    finally:
+        handle.close()
+    print(json.dumps({"chain_id": deployment.chain_id, "contracts": deployment.contracts, "block_number": deployment.block_number}, indent=2))
+
+
+@org_app.command("create")
+def org_create(
+    name: Annotated[str, typer.Argument(help="Organisation name, unique")],
+    role: Annotated[str, typer.Option(help="operator | bank | auditor | insurer | enterprise")],
+    signer: Annotated[Optional[str], typer.Option(help="0x address that signs this organisation's EIP-712 approvals")] = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Create an organisation and print JSON with its API key (shown once; only its hash is stored)."""
+    from ledger.errors import LedgerError
+    from ledger.orgs import create_organisation
+    from ledger.store.db import Database
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    db.create_schema()
+    try:
+        with db.session() as session:
+            org = create_organisation(session, name=name, role=role, signer=signer)
+    except LedgerError as exc:
+        err.print(f"[red]error[/] {exc.code}: {exc.message}")
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+    print(json.dumps({"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}, indent=2))
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="Proof bundle JSON (GET /v1/readings/{id}/proof); - for stdin")],
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the bundle's chain")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Verify a proof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
+
+    Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
+    """
+    from attestation.bundle import chain_query, verify_bundle
+    from attestation.errors import AttestationError
+    from ledger.chain.base import ChainError
+    from ledger.chain.client import ChainReader
+    from web3 import Web3
+
+    try:
+        bundle = json.loads(sys.stdin.read() if str(file) == "-" else file.read_text())
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read {file}[/]: {exc}")
+        raise typer.Exit(2)
+    reader = ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30})))
+    try:
+        facts = reader.chain_facts(chain_query(bundle))
+    except AttestationError:
+        facts = None  # malformed bundle: verify_bundle names the failed check
+    except ChainError as exc:
+        err.print(f"[red]cannot read the chain at {rpc}[/]: {exc}")
+        raise typer.Exit(2)
+    from attestation.bundle import ChainFacts
+
+    report = verify_bundle(bundle, facts or ChainFacts(chain_id=-1, contract="", root=None, device_key=None))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for check in report.checks:
+            mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+            out.print(f"{mark} {check.name:<10} {check.detail}", highlight=False)
+        out.print("[bold green]bundle verified[/]" if report.ok else f"[bold red]bundle NOT verified[/]: failed {', '.join(report.failed)}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def demo(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+    readings: Annotated[int, typer.Option(help="Readings each simulated device sends")] = 5,
+) -> None:
+    """Play a small pledge-supervision scene against a running service and verify a proof from the chain.
+
+    A warehouse operator registers a simulated load cell (P-256, like an ATECC608 secure
+    element); it signs readings over a steel-coil lot; the ledger anchors them; the bank
+    fetches a proof bundle and checks it against the chain alone.
+    """
+    import httpx
+
+    from ledger.simulator import SimulatedDevice
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    from ledger.orgs import create_organisation
+    from ledger.store.db import Database
+
+    db = Database(settings.database_url)
+    db.create_schema()
+    with db.session() as session:
+        operator = create_organisation(session, name=f"Demo warehouse {int(time.time())}", role="operator")
+        bank = create_organisation(session, name=f"Demo bank {int(time.time())}", role="bank")
+    db.dispose()
+    with httpx.Client(base_url=url, timeout=30) as http:
+        health = http.get("/healthz").raise_for_status().json()
+        out.print(f"service ready: chain {health['chain']['id']} at {health['chain']['rpc_url']}, db {health['db']}")
+        device = SimulatedDevice(f"demo-scale-{int(time.time())}", "load_cell", lot="LOT-DEMO-STEEL-01")
+        r = http.post("/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator.api_key}"})
+        r.raise_for_status()
+        out.print(f"registered {device.id}: key {r.json()['fingerprint']} on chain in {r.json()['tx_hash']}")
+        ids = []
+        with out.status("sending signed readings"):
+            for i in range(readings):
+                r = http.post("/v1/readings", json=device.reading({"weight_kg": 25000.0 - i * 0.5}))
+                r.raise_for_status()
+                ids.append(r.json()["id"])
+        out.print(f"{len(ids)} readings accepted; last {ids[-1]}")
+        bundle = None
+        with out.status("waiting for the batch to be anchored"):
+            for _ in range(120):
+                r = http.get(f"/v1/readings/{ids[-1]}/proof", headers={"Authorization": f"Bearer {bank.api_key}"})
+                if r.status_code == 200:
+                    bundle = r.json()
+                    break
+                time.sleep(float(r.headers.get("Retry-After", "1")))
+        if bundle is None:
+            err.print("[red]the reading was not anchored within two minutes[/]")
+            raise typer.Exit(1)
+        path = Path(settings.data_dir) / "demo-proof.json"
+        path.write_text(json.dumps(bundle, indent=2))
+        out.print(f"proof bundle: checkpoint {bundle['anchor']['index']} in tx {bundle['anchor']['tx_hash']} -> {path}")
+    rpc = health["chain"]["rpc_url"]
+    if rpc:
+        out.print(f"verifying trusting only the chain: pledgeledger verify {path} --rpc {rpc}")
+        verify(path, rpc)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

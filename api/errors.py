@@ -1,0 +1,69 @@
+"""The one error body of SPEC §6: ``{"error": {"code": "...", "message": "...what to fix..."}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from attestation.errors import AttestationError
+from ledger import errors as le
+
+__all__ = ["error_response", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[le.LedgerError], int] = {
+    le.NotFound: 404,
+    le.ProofPending: 409,
+    le.Conflict: 409,
+    le.Invalid: 422,
+    le.Unauthorized: 401,
+    le.Forbidden: 403,
+    le.Unavailable: 503,
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _ledger_error(_: Request, exc: le.LedgerError) -> JSONResponse:
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, le.ProofPending) else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(status, exc.code, exc.message, headers)
+
+
+def _attestation_error(_: Request, exc: AttestationError) -> JSONResponse:
+    return error_response(422, exc.code, exc.message)
+
+
+def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "invalid_json", f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip())
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
+
+
+def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "unauthorized"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "the ledger hit an unexpected error; it was logged, nothing you sent was half-stored")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(le.LedgerError, _ledger_error)  # type: ignore[arg-type]
+    app.add_exception_handler(AttestationError, _attestation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,1 @@
+"""pledgeledger's service side: chain access, storage and the anchoring pipeline."""

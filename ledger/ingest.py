@@ -1,0 +1,130 @@
+"""Reading acceptance (SPEC §1): structure, device key at the reading's time, signature,
+sequencing, then a durable insert with a fresh salt.
+
+A reading is only ever reported ``accepted`` after the transaction that stores it commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attestation.errors import AttestationError
+from attestation.readings import SignedReading, parse_reading
+from ledger.errors import Conflict, Invalid, LedgerError, NotFound
+from ledger.store.db import Database
+from ledger.store.models import Device, DeviceKeyRecord, Reading, naive_utc, utc
+
+__all__ = ["IngestResult", "ingest", "ingest_many"]
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    id: str | None
+    status: Status
+    code: str | None = None
+    message: str | None = None
+
+
+def _key_at(device: Device, moment: datetime) -> DeviceKeyRecord | None:
+    naive = naive_utc(moment)
+    for key in reversed(device.keys):
+        if key.valid_from <= naive and (key.valid_until is None or naive < key.valid_until):
+            return key
+    return None
+
+
+def _accept(session: Session, reading: SignedReading, *, now: datetime, max_future_skew_s: float) -> Status:
+    """Check and store one parsed reading inside the caller's transaction."""
+    existing = session.scalar(select(Reading).where(Reading.id == reading.id))
+    if existing is not None:
+        return "duplicate"
+    device = session.get(Device, reading.device, with_for_update=True)
+    if device is None:
+        raise NotFound(f"device {reading.device} is not registered: POST /v1/devices first", code="unknown_device")
+    ts = reading.ts
+    if ts > now + timedelta(seconds=max_future_skew_s):
+        raise Invalid(f"payload.ts {reading.payload['ts']} is in the future: check the device clock", code="timestamp_in_future")
+    key = _key_at(device, ts)
+    if key is None:
+        raise Invalid(
+            f"no key of device {device.id} was valid at {reading.payload['ts']} (registered, rotated or revoked at another time)",
+            code="key_not_valid",
+        )
+    if key.alg != reading.alg:
+        raise Invalid(f"device {device.id} signs with {key.alg}, the reading says {reading.alg}", code="algorithm_mismatch")
+    reading.verify(key.public_key)
+
+    if device.last_seq is not None:
+        if reading.seq == device.last_seq or session.scalar(
+            select(Reading.pk).where(Reading.device_id == device.id, Reading.seq == reading.seq)
+        ):
+            raise Conflict(f"seq {reading.seq} of device {device.id} was already used by another reading", code="replayed")
+        if reading.seq < device.last_seq:
+            raise Conflict(
+                f"seq {reading.seq} is not above the device's last seq {device.last_seq}: sequence numbers must strictly increase",
+                code="sequence_regressed",
+            )
+        if device.last_ts is not None and ts < utc(device.last_ts):
+            raise Conflict(f"payload.ts is before the device's previous reading ({device.last_ts.isoformat()}Z)", code="timestamp_regressed")
+    prev_mismatch = reading.prev is not None and reading.prev != device.last_digest
+
+    session.add(
+        Reading(
+            id=reading.id,
+            device_id=device.id,
+            key_id=key.id,
+            seq=reading.seq,
+            ts=naive_utc(ts),
+            kind=reading.kind,
+            lot=reading.lot,
+            envelope=json.dumps(reading.raw, separators=(",", ":"), ensure_ascii=False),
+            salt=os.urandom(32),
+            prev_mismatch=prev_mismatch,
+            received_at=naive_utc(now),
+        )
+    )
+    device.last_seq, device.last_digest, device.last_ts = reading.seq, reading.id, naive_utc(ts)
+    session.flush()
+    return "accepted"
+
+
+def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None) -> IngestResult:
+    """Accept one reading; raises :class:`LedgerError` / :class:`AttestationError` on rejection."""
+    reading = parse_reading(envelope)
+    for attempt in (1, 2):
+        try:
+            with db.session() as session:
+                status = _accept(session, reading, now=now or datetime.now(timezone.utc), max_future_skew_s=max_future_skew_s)
+            return IngestResult(reading.id, status)
+        except IntegrityError:
+            if attempt == 2:  # a concurrent insert of the same reading or seq: the second pass names it
+                raise
+    raise AssertionError("unreachable")
+
+
+def ingest_many(db: Database, envelopes: list[Any], *, max_future_skew_s: float, now: datetime | None = None) -> list[IngestResult]:
+    """Accept each reading on its own (one bad reading does not sink the others), one commit."""
+    now = now or datetime.now(timezone.utc)
+    results: list[IngestResult] = []
+    with db.session() as session:
+        for envelope in envelopes:
+            reading_id = None
+            try:
+                reading = parse_reading(envelope)
+                reading_id = reading.id
+                with session.begin_nested():
+                    status = _accept(session, reading, now=now, max_future_skew_s=max_future_skew_s)
+                results.append(IngestResult(reading_id, status))
+            except (AttestationError, LedgerError) as exc:
+                results.append(IngestResult(reading_id, "rejected", exc.code, exc.message))
+    return results

@@ -1,0 +1,57 @@
+"""Organisations and their API keys (stored as SHA-256; the key itself is shown once)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ledger.errors import Conflict, Invalid, Unauthorized
+from ledger.store.models import ROLES, ApiKey, Organisation
+
+__all__ = ["NewOrganisation", "authenticate", "create_organisation"]
+
+KEY_PREFIX = "plk_"
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+@dataclass(frozen=True)
+class NewOrganisation:
+    id: str
+    name: str
+    role: str
+    signer: str | None
+    api_key: str  # shown once
+
+
+def _hash(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def create_organisation(session: Session, *, name: str, role: str, signer: str | None = None) -> NewOrganisation:
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}", code="invalid_role")
+    if not name or len(name) > 200:
+        raise Invalid("name must be 1-200 characters", code="invalid_name")
+    if signer is not None and not _ADDRESS.fullmatch(signer):
+        raise Invalid("signer must be a 0x-prefixed 20-byte Ethereum address", code="invalid_signer")
+    if session.scalar(select(Organisation).where(Organisation.name == name)) is not None:
+        raise Conflict(f"an organisation named {name!r} exists already", code="organisation_exists")
+    org = Organisation(name=name, role=role, signer=signer)
+    api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+    org.api_keys.append(ApiKey(key_hash=_hash(api_key)))
+    session.add(org)
+    session.flush()
+    return NewOrganisation(id=org.id, name=name, role=role, signer=signer, api_key=api_key)
+
+
+def authenticate(session: Session, api_key: str) -> Organisation:
+    """The organisation an API key belongs to; :class:`Unauthorized` if none (or revoked)."""
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash(api_key), ApiKey.revoked_at.is_(None)))
+    if key is None:
+        raise Unauthorized("unknown or revoked API key: create one with `pledgeledger org create`")
+    return key.organisation

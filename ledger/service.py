@@ -1,0 +1,111 @@
+"""The ledger as one object: database, chain, anchoring loop, and the use cases the API calls.
+
+``Ledger.open(settings)`` is the composition root; everything else takes its parts as
+arguments, so tests can assemble the same pieces against any database and chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import devices, ingest, orgs, proofs
+from ledger.anchoring import Anchorer
+from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.settings import Settings
+from ledger.store.db import Database
+from ledger.store.models import Organisation, utc
+
+__all__ = ["Ledger"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ledger:
+    settings: Settings
+    db: Database
+    chain: ChainHandle
+    anchorer: Anchorer
+
+    @classmethod
+    def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+        db.create_schema()
+        chain = open_chain(settings.chain, settings.data_dir, relayer_key=settings.relayer_key)
+        try:
+            ensure_deployment(chain.client, settings.data_dir)
+            anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size)
+            if start_anchoring:
+                anchorer.start()
+        except BaseException:
+            chain.close()
+            raise
+        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer)
+
+    def close(self) -> None:
+        self.anchorer.stop()
+        self.chain.close()
+        self.db.dispose()
+
+    # -- use cases -----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        client = self.chain.client
+        return {
+            "status": "ok",
+            "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
+            "db": self.db.dialect,
+            "anchoring": {"last_error": self.anchorer.last_error},
+        }
+
+    def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
+        with self.db.session() as session:
+            return orgs.create_organisation(session, name=name, role=role, signer=signer)
+
+    def authenticate(self, api_key: str) -> Organisation:
+        with self.db.session() as session:
+            return orgs.authenticate(session, api_key)
+
+    def register_device(self, operator: Organisation, body: dict[str, Any]) -> dict[str, Any]:
+        with self.db.session() as session:
+            device = devices.register_device(
+                session, self.chain.client, operator=operator, body=body, clock_skew_s=self.settings.max_future_skew_s
+            )
+            key = device.keys[-1]
+            return {
+                "id": device.id,
+                "kind": device.kind,
+                "lot": device.lot,
+                "organisation": operator.id,
+                "alg": key.alg,
+                "fingerprint": "0x" + key.fingerprint,
+                "valid_from": utc(key.valid_from).isoformat().replace("+00:00", "Z"),
+                "tx_hash": key.tx_hash,
+            }
+
+    def ingest(self, envelope: Any) -> ingest.IngestResult:
+        return ingest.ingest(self.db, envelope, max_future_skew_s=self.settings.max_future_skew_s)
+
+    def ingest_many(self, envelopes: list[Any]) -> list[ingest.IngestResult]:
+        return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s)
+
+    def reading(self, reading_id: str) -> dict[str, Any]:
+        import json
+
+        with self.db.session() as session:
+            r = proofs.get_reading(session, reading_id)
+            return {
+                "id": r.id,
+                "reading": json.loads(r.envelope),
+                "received_at": utc(r.received_at).isoformat().replace("+00:00", "Z"),
+                "batch": r.batch_index,
+                "prev_mismatch": r.prev_mismatch,
+            }
+
+    def proof(self, reading_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return proofs.proof_bundle(session, reading_id, interval_s=self.settings.batch_interval_s)

@@ -1,0 +1,47 @@
+"""Service configuration (SPEC §7): flags or ``PLEDGELEDGER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "normalise_db_url"]
+
+
+def normalise_db_url(url: str) -> str:
+    """Let a plain ``postgresql://`` URL work without naming a driver (we ship psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLEDGELEDGER_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Where SQLite, the managed chain's state and deployments live")
+    db_url: str | None = Field(None, description="Any SQLAlchemy URL; default SQLite in the data dir")
+    chain: str = Field("managed", description="managed | embedded | http(s):// JSON-RPC URL")
+    relayer_key: str | None = Field(None, description="0x private key that signs transactions (needed for an RPC chain)")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mqtt_url: str | None = None
+    batch_interval_s: float = Field(5.0, gt=0, description="Seal and anchor a batch this often")
+    batch_max_size: int = Field(65536, gt=0, le=1_000_000, description="Most readings in one batch")
+    max_batch_request: int = Field(1000, gt=0, description="Most readings in one POST /v1/readings")
+    max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
+
+    @field_validator("chain")
+    @classmethod
+    def _chain(cls, v: str) -> str:
+        if v in ("managed", "embedded") or v.startswith(("http://", "https://")):
+            return v
+        raise ValueError("PLEDGELEDGER_CHAIN must be managed, embedded or an http(s):// JSON-RPC URL")
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return normalise_db_url(self.db_url)
+        return f"sqlite:///{(self.data_dir / 'pledgeledger.sqlite3').resolve()}"
