@@ -6,6 +6,7 @@ arguments, so tests can assemble the same pieces against any database and chain.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,8 @@ class Ledger:
         db.create_schema()
         chain = open_chain(settings.chain, settings.data_dir, relayer_key=settings.relayer_key)
         try:
-            ensure_deployment(chain.client, settings.data_dir)
+            # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`
+            ensure_deployment(chain.client, settings.data_dir, deploy_if_missing=chain.kind != "rpc")
             anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size)
             if start_anchoring:
                 anchorer.start()
@@ -94,8 +96,6 @@ class Ledger:
         return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s)
 
     def reading(self, reading_id: str) -> dict[str, Any]:
-        import json
-
         with self.db.session() as session:
             r = proofs.get_reading(session, reading_id)
             return {

@@ -133,7 +133,7 @@ def open_chain(
         return ChainHandle("embedded", w3, client, None)
     if spec.startswith(("http://", "https://")):
         if not relayer_key:
-            raise ChainError(f"chain {spec} needs a relayer key: set PLEDGELEDGER_RELAYER_KEY (hex private key)")
+            raise ChainError("a JSON-RPC chain needs a relayer key: set PLEDGELEDGER_RELAYER_KEY (hex private key)")
         w3 = Web3(Web3.HTTPProvider(spec, request_kwargs={"timeout": 30}))
         client = ChainClient(w3, _account(relayer_key), receipt_timeout=receipt_timeout)
         client.chain_id  # fail now, clearly, if the node does not answer

@@ -1,0 +1,155 @@
+"""The acceptance path from outside: the real `pledgeledger` processes, a managed anvil chain,
+an independently implemented device, OpenZeppelin's JS verifier, and a kill -9 of everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.chain.backends import find_anvil
+from tests.conftest import IN_CI, ROOT, free_port, run_node
+
+E2E = Path(__file__).parent
+CLI = [sys.executable, "-m", "api.cli"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _need_anvil() -> None:
+    if find_anvil() is None:
+        if IN_CI:
+            pytest.fail("anvil (node_modules/@foundry-rs/anvil) is required in CI")
+        pytest.skip("anvil not installed")
+
+
+class Service:
+    def __init__(self, data_dir: Path, db_url: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "PLEDGELEDGER_DATA_DIR": str(data_dir), "PLEDGELEDGER_DB_URL": db_url,
+                    "PLEDGELEDGER_CHAIN": "managed", "PLEDGELEDGER_PORT": str(self.port),
+                    "PLEDGELEDGER_BATCH_INTERVAL_S": "0.5"}
+        self.log = data_dir.parent / f"service-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> dict:
+        self.proc = subprocess.Popen(CLI + ["serve"], env=self.env, cwd=ROOT, start_new_session=True,
+                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=2).raise_for_status().json()
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError("service not ready in 90 s:\n" + self.log.read_text()[-3000:])
+
+    def kill9(self) -> None:
+        """kill -9 of the service and everything it started (its anvil included)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(CLI + list(args), env=self.env, cwd=ROOT, capture_output=True, text=True, input=input, timeout=120)
+
+
+def wait_proof(http: httpx.Client, reading_id: str, key: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = http.get(f"/v1/readings/{reading_id}/proof", headers={"Authorization": f"Bearer {key}"})
+        if r.status_code == 200:
+            return r.json()
+        assert r.status_code == 409 and r.json()["error"]["code"] == "proof_pending", r.text
+        time.sleep(0.2)
+    raise AssertionError(f"no proof for {reading_id} within {timeout} s")
+
+
+def test_signed_reading_to_chain_verified_proof_survives_kill9(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    service = Service(data_dir, f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    try:
+        health = service.start()
+        assert health["status"] == "ok" and health["chain"]["rpc_url"].startswith("http://127.0.0.1:")
+        rpc = health["chain"]["rpc_url"]
+
+        orgs = {}
+        for name, role in [("Warehouse", "operator"), ("Bank", "bank")]:
+            r = service.cli("org", "create", name, "--role", role)
+            assert r.returncode == 0, r.stderr
+            orgs[role] = json.loads(r.stdout)["api_key"]
+
+        now = datetime.now(timezone.utc)
+        stamps = [(now + timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" for i in range(3)]
+        device = run_node(E2E / "webcrypto_device.mjs", {"device": "wh1-scale-03", "kind": "load_cell", "lot": "LOT-2026-0001",
+                                                         "data": [{"weight_kg": 1250.5}, {"weight_kg": 1250.25}, {"weight_kg": 1e21}],
+                                                         "ts": stamps})
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            r = http.post("/v1/devices", json=device["registration"], headers={"Authorization": f"Bearer {orgs['operator']}"})
+            assert r.status_code == 201, r.text
+            ids = []
+            for reading in device["readings"]:
+                r = http.post("/v1/readings", json=reading)
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["id"])
+            started = time.monotonic()
+            bundle = wait_proof(http, ids[0], orgs["bank"])
+            assert time.monotonic() - started < 30
+
+        # OpenZeppelin's own JS library accepts the proof
+        ref = run_node(ROOT / "tests/attestation/oz_merkle.mjs",
+                       {"values": [[bundle["salt"], bundle["digest"]]],
+                        "bundles": [{"root": bundle["root"], "salt": bundle["salt"], "digest": bundle["digest"], "proof": bundle["proof"]}]})
+        assert ref["bundleVerified"] == [True]
+
+        good = tmp_path / "bundle.json"
+        good.write_text(json.dumps(bundle))
+        r = service.cli("verify", str(good), "--rpc", rpc)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "bundle verified" in r.stdout
+
+        # any changed byte of the payload: non-zero exit naming the failed check
+        tampered = json.loads(json.dumps(bundle))
+        tampered["reading"]["payload"]["data"]["weight_kg"] = 1250.4
+        bad = tmp_path / "tampered.json"
+        bad.write_text(json.dumps(tampered))
+        r = service.cli("verify", str(bad), "--rpc", rpc, "--json")
+        assert r.returncode == 1
+        assert "signature" in json.loads(r.stdout)["failed"]
+        r = service.cli("verify", str(bad), "--rpc", rpc)
+        assert r.returncode == 1 and "FAIL" in r.stdout and "signature" in r.stdout
+
+        # kill -9 of the whole service, its anvil included, then a restart
+        service.kill9()
+        health2 = service.start()
+        assert health2["chain"]["contracts"] == health["chain"]["contracts"]
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            for reading_id in ids:
+                r = http.get(f"/v1/readings/{reading_id}", headers={"Authorization": f"Bearer {orgs['bank']}"})
+                assert r.status_code == 200, r.text
+            bundles = [wait_proof(http, reading_id, orgs["bank"]) for reading_id in ids]
+        for i, b in enumerate(bundles):
+            path = tmp_path / f"after-{i}.json"
+            path.write_text(json.dumps(b))
+            r = service.cli("verify", str(path), "--rpc", health2["chain"]["rpc_url"])
+            assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        service.stop()
