@@ -23,8 +23,8 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
 app.add_typer(org_app, name="org")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="State directory [env PLEDGELEDGER_DATA_DIR; default ./data]")]
 DbUrl = Annotated[Optional[str], typer.Option("--db-url", help="SQLAlchemy URL [env PLEDGELEDGER_DB_URL; default SQLite in the data dir]")]

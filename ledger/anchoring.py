@@ -80,9 +80,12 @@ class Anchorer:
     def _anchor(self, batch: Batch) -> None:
         size, head = self.chain.head()
         if batch.status == "submitted" and batch.tx_hash:
-            receipt = self.chain.checkpoint_receipt(batch.tx_hash)
+            receipt = self.chain.checkpoint_receipt(batch.tx_hash, timeout=0)
             if receipt is not None:
                 return self._confirm(batch.index, receipt)
+            # never mined (dropped, or queued behind a nonce gap after a crash): re-read the
+            # nonce from the chain so the checkpoint sent below can be mined
+            self.chain.resync_nonce()
         if size > batch.index:  # sent before a crash, or confirmed in another run
             if self.chain.root_of(batch.index) != batch.root:
                 raise AnchorMismatch(f"checkpoint {batch.index} on chain has another root than batch {batch.index}")
