@@ -16,7 +16,7 @@ import {IDeviceRegistry} from "./IDeviceRegistry.sol";
  * of the chain is refused, and a stored root can never be replaced.
  */
 interface IReadingAnchor {
-    /// @dev `caller` named `claimedHead` as the head it extends, but the current head is `currentHead`.
+    /// @dev The writer named `claimedHead` as the head it extends, but the current head is `currentHead`.
     error ReadingAnchorStaleHead(bytes32 currentHead, bytes32 claimedHead);
     /// @dev A checkpoint must carry a non-zero root and at least one reading.
     error ReadingAnchorEmptyCheckpoint();

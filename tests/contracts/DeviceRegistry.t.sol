@@ -211,6 +211,19 @@ contract DeviceRegistryTest is Assertions {
         }
     }
 
+    /// @dev Every byte value at an inner position: accepted iff it is in `[A-Za-z0-9._:-]`.
+    function test_register_idCharsetExhaustive() public {
+        uint256 accepted;
+        for (uint256 c = 0; c < 256; ++c) {
+            string memory id = string(abi.encodePacked("id", bytes1(uint8(c)), "x"));
+            bool allowed = _isIdByte(bytes1(uint8(c)));
+            if (!allowed) vm.expectRevert(_errInvalidId(id));
+            _register(id, FP1, T0, OPEN);
+            if (allowed) ++accepted;
+        }
+        vm.assertEq(accepted, 66, "26 + 26 + 10 + 4 allowed bytes");
+    }
+
     function test_register_idsAreCaseSensitive() public {
         _register("dev-a", FP1, T0, OPEN);
         _register("DEV-A", FP2, T0, OPEN);
@@ -489,6 +502,7 @@ contract DeviceRegistryTest is Assertions {
     }
 
     function testFuzz_register_idLength(uint8 len) public {
+        len = uint8(_bound(len, 0, 80));
         string memory id = _repeat("z", len);
         if (len >= 1 && len <= 64) {
             _register(id, FP1, T0, OPEN);
