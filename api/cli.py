@@ -47,13 +47,25 @@ def serve(
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from api.main import create_app
+    from ledger.chain.base import ChainError
+    from ledger.service import Ledger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
-    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs), data in {settings.data_dir.resolve()}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    err.print(f"starting: data in {settings.data_dir.resolve()}, chain {settings.chain}")
+    try:
+        ledger = Ledger.open(settings)
+    except (ChainError, SQLAlchemyError, OSError) as exc:
+        err.print(f"[red]cannot start[/]: {exc}")
+        raise typer.Exit(2)
+    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs)")
+    try:
+        uvicorn.run(create_app(ledger=ledger), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        ledger.close()
 
 
 @app.command()

@@ -153,3 +153,32 @@ def test_signed_reading_to_chain_verified_proof_survives_kill9(tmp_path: Path) -
             assert r.returncode == 0, r.stdout + r.stderr
     finally:
         service.stop()
+
+
+def test_deploy_to_rpc_then_serve_against_it(tmp_path: Path) -> None:
+    """`pledgeledger deploy --rpc URL` on an external node, then the service uses that deployment."""
+    from ledger.chain.backends import ANVIL_DEV_KEY, AnvilNode
+
+    node = AnvilNode(tmp_path / "external-chain")
+    node.start()
+    try:
+        data_dir = tmp_path / "data"
+        service = Service(data_dir, f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+        service.env["PLEDGELEDGER_CHAIN"] = node.url
+        service.env["PLEDGELEDGER_RELAYER_KEY"] = ANVIL_DEV_KEY
+
+        r = service.cli("serve")  # no deployment recorded: refuses, naming the fix
+        assert r.returncode != 0 and "pledgeledger deploy" in r.stdout + r.stderr, r.stdout + r.stderr
+
+        r = service.cli("deploy", "--rpc", node.url)
+        assert r.returncode == 0, r.stderr
+        deployed = json.loads(r.stdout)
+        assert set(deployed["contracts"]) == {"DeviceRegistry", "ReadingAnchor"}
+        assert (data_dir / "deployments" / f"{deployed['chain_id']}.json").exists()
+
+        health = service.start()
+        assert health["chain"]["rpc_url"] == node.url
+        assert health["chain"]["contracts"] == deployed["contracts"]
+    finally:
+        service.stop()
+        node.stop()
