@@ -34,7 +34,7 @@ class Ledger:
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
-        db.create_schema()
+        db.migrate()
         chain = open_chain(settings.chain, settings.data_dir, relayer_key=settings.relayer_key)
         try:
             # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`

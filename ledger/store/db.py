@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.store.models import Base
+__all__ = ["Database", "alembic_config"]
 
-__all__ = ["Database"]
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
 
 
 class Database:
@@ -28,8 +38,15 @@ class Database:
     def dialect(self) -> str:
         return "postgresql" if self.engine.dialect.name == "postgresql" else self.engine.dialect.name
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to call from several processes)."""
+        with self.engine.begin() as connection:
+            if self.dialect == "postgresql":  # one migrator at a time; released at commit
+                connection.execute(text("SELECT pg_advisory_xact_lock(7460926311)"))
+            config = alembic_config(connection)
+            command.upgrade(config, "head")
+
+    create_schema = migrate
 
     @contextmanager
     def session(self) -> Iterator[Session]:

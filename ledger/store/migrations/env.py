@@ -1,0 +1,12 @@
+"""Alembic environment: runs on the connection :meth:`ledger.store.db.Database.migrate` hands in."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from ledger.store.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=connection.dialect.name == "sqlite")
+with context.begin_transaction():
+    context.run_migrations()
