@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["DeviceCreate", "DevicePublic", "Health", "IngestResult", "ReadingPublic"]
+__all__ = ["DeviceCreate", "DevicePublic", "GapPublic", "Health", "IngestResult", "KeyRotation", "ReadingPublic", "Revocation"]
 
 
 class DeviceCreate(BaseModel):
@@ -21,15 +21,52 @@ class DeviceCreate(BaseModel):
     pop: str = Field(description='base64url signature over JCS({"device", "public_key", "purpose": "pledgeledger/register"})')
 
 
+class DeviceKeyPublic(BaseModel):
+    alg: str
+    fingerprint: str = Field(description="0x SHA-256 of the DER SubjectPublicKeyInfo, as recorded on chain")
+    public_key: str
+    valid_from: str
+    valid_until: str | None = Field(description="null while the key is current")
+    tx_hash: str | None = Field(description="the transaction that recorded this key on chain")
+
+
 class DevicePublic(BaseModel):
     id: str
     kind: str
     lot: str | None
     organisation: str
-    alg: str
-    fingerprint: str = Field(description="0x SHA-256 of the DER SubjectPublicKeyInfo, as recorded on chain")
+    revoked_at: str | None
+    last_seq: int | None
+    last_reading: str | None = Field(description="id of the device's last accepted reading")
+    keys: list[DeviceKeyPublic] = Field(description="every key the device has had, oldest first")
+    alg: str = Field(description="the current (last) key's algorithm")
+    fingerprint: str = Field(description="the current (last) key's fingerprint")
     valid_from: str
-    tx_hash: str | None
+    tx_hash: str | None = Field(description="the transaction of the change this answer reports, if any")
+
+
+class KeyRotation(BaseModel):
+    """A new key for a registered device, with its proof of possession (same rules as registration)."""
+
+    alg: Literal["ES256", "ES256K", "EdDSA"]
+    public_key: str
+    certificate_chain: list[str] | None = None
+    pop: str
+
+
+class Revocation(BaseModel):
+    at: str | None = Field(None, description="RFC 3339 UTC; default now. May be in the past (a compromise found late)")
+    reason: str | None = Field(None, max_length=500)
+
+
+class GapPublic(BaseModel):
+    kind: Literal["prev_mismatch", "fork", "restart"]
+    reading: str
+    seq: int
+    previous_seq: int | None
+    expected_prev: str | None
+    claimed_prev: str | None
+    detected_at: str
 
 
 class IngestResult(BaseModel):

@@ -77,17 +77,25 @@ class Ledger:
             device = devices.register_device(
                 session, self.chain.client, operator=operator, body=body, clock_skew_s=self.settings.max_future_skew_s
             )
-            key = device.keys[-1]
-            return {
-                "id": device.id,
-                "kind": device.kind,
-                "lot": device.lot,
-                "organisation": operator.id,
-                "alg": key.alg,
-                "fingerprint": "0x" + key.fingerprint,
-                "valid_from": utc(key.valid_from).isoformat().replace("+00:00", "Z"),
-                "tx_hash": key.tx_hash,
-            }
+            return _device_view(device, device.keys[-1].tx_hash)
+
+    def rotate_device_key(self, org: Organisation, device_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.db.session() as session:
+            key = devices.rotate_key(session, self.chain.client, org=org, device_id=device_id, body=body)
+            return _device_view(key.device, key.tx_hash)
+
+    def revoke_device(self, org: Organisation, device_id: str, at: str | None) -> dict[str, Any]:
+        with self.db.session() as session:
+            tx_hash = devices.revoke_device(session, self.chain.client, org=org, device_id=device_id, at=at)
+            return _device_view(devices.get_device(session, device_id, org), tx_hash)
+
+    def device(self, org: Organisation, device_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return _device_view(devices.get_device(session, device_id, org), None)
+
+    def device_gaps(self, org: Organisation, device_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return devices.device_gaps(session, devices.get_device(session, device_id, org))
 
     def ingest(self, envelope: Any) -> ingest.IngestResult:
         return ingest.ingest(self.db, envelope, max_future_skew_s=self.settings.max_future_skew_s)
@@ -109,3 +117,10 @@ class Ledger:
     def proof(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.proof_bundle(session, reading_id, interval_s=self.settings.batch_interval_s)
+
+
+def _device_view(device: Any, tx_hash: str | None) -> dict[str, Any]:
+    """The device with its whole key history; ``tx_hash`` of the change just made, if any."""
+    view = devices.describe_device(device)
+    current = view["keys"][-1]
+    return {**view, "alg": current["alg"], "fingerprint": current["fingerprint"], "valid_from": current["valid_from"], "tx_hash": tx_hash}

@@ -23,7 +23,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Batch", "Device", "DeviceKeyRecord", "Organisation", "Reading", "naive_utc", "utc"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Batch",
+    "Device",
+    "DeviceGap",
+    "DeviceKeyRecord",
+    "Organisation",
+    "Reading",
+    "naive_utc",
+    "utc",
+]
 
 ROLES = ("operator", "bank", "auditor", "insurer", "enterprise")
 
@@ -86,6 +97,7 @@ class Device(Base):
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     last_digest: Mapped[str | None] = mapped_column(String(64))
     last_ts: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     keys: Mapped[list[DeviceKeyRecord]] = relationship(back_populates="device", order_by="DeviceKeyRecord.id")
 
@@ -149,3 +161,24 @@ class Reading(Base):
     batch_index: Mapped[int | None] = mapped_column(ForeignKey("batches.index"))
     leaf_index: Mapped[int | None] = mapped_column(Integer)
     proof: Mapped[bytes | None] = mapped_column(LargeBinary)  # concatenated 32-byte siblings
+
+
+class DeviceGap(Base):
+    """A break in a device's hash chain, kept for auditors and supervision.
+
+    ``kind``: ``prev_mismatch`` (``prev`` is not the last stored digest: readings withheld or
+    lost), ``fork`` (``prev`` names a reading that already has a successor: one key reporting
+    from two places), ``restart`` (``prev`` is null after earlier readings: the device rebooted).
+    """
+
+    __tablename__ = "device_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    reading_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    previous_seq: Mapped[int | None] = mapped_column(BigInteger)
+    expected_prev: Mapped[str | None] = mapped_column(String(64))
+    claimed_prev: Mapped[str | None] = mapped_column(String(64))
+    detected_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
