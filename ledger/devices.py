@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attestation.certificates import load_certificates, verify_device_certificate
 from attestation.devices import verify_pop
 from attestation.readings import parse_timestamp
 from attestation.thing_models import THING_MODELS
@@ -72,6 +73,7 @@ def register_device(
     if kind not in THING_MODELS:
         raise Invalid(f"kind must be a known thing model: {', '.join(THING_MODELS)}", code="unknown_kind")
     fingerprint = verify_pop(device_id, alg, pem, body["pop"])
+    _check_provisioning(operator, pem, body, now)
     if session.get(Device, device_id) is not None:
         raise Conflict(f"device {device_id} is registered already; rotate its key instead", code="device_exists")
 
@@ -86,6 +88,13 @@ def register_device(
     session.add(device)
     session.flush()
     return device
+
+
+def _check_provisioning(operator: Organisation, pem: str, body: dict[str, Any], now: datetime | None) -> None:
+    """Where the warehouse trusts device CAs, the key must come with a certificate chaining to one."""
+    if operator.device_ca:
+        verify_device_certificate(pem, body.get("certificate_chain") or [], load_certificates(operator.device_ca),
+                                  at=now or datetime.now(timezone.utc))
 
 
 def get_device(session: Session, device_id: str, org: Organisation, *, write: bool = False) -> Device:
@@ -112,6 +121,7 @@ def rotate_key(session: Session, chain: Any, *, org: Organisation, device_id: st
     current = _current_key(device)
     alg, pem = body["alg"], body["public_key"]
     fingerprint = verify_pop(device_id, alg, pem, body["pop"])
+    _check_provisioning(org, pem, body, now)
     if fingerprint.hex() == current.fingerprint:
         raise Conflict("the new key is the current key; rotate to a fresh key", code="same_key")
     at = _seconds(now or datetime.now(timezone.utc))

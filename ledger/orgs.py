@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger.errors import Conflict, Invalid, Unauthorized
+from attestation.certificates import load_certificates
+from ledger.errors import Conflict, Invalid, NotFound, Unauthorized
 from ledger.store.models import ROLES, ApiKey, Organisation
 
-__all__ = ["NewOrganisation", "authenticate", "create_organisation"]
+__all__ = ["NewOrganisation", "authenticate", "create_organisation", "set_device_ca"]
 
 KEY_PREFIX = "plk_"
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -55,3 +56,18 @@ def authenticate(session: Session, api_key: str) -> Organisation:
     if key is None:
         raise Unauthorized("unknown or revoked API key: create one with `pledgeledger org create`")
     return key.organisation
+
+
+def set_device_ca(session: Session, *, name: str, ca_pem: str | None) -> Organisation:
+    """Require (or, with ``None``, stop requiring) device certificates chaining to ``ca_pem``'s roots."""
+    org = session.scalar(select(Organisation).where(Organisation.name == name))
+    if org is None:
+        raise NotFound(f"no organisation named {name!r}", code="organisation_not_found")
+    if org.role != "operator":
+        raise Invalid("only a warehouse operator registers devices, so only it can require device certificates", code="invalid_role")
+    if ca_pem is not None:
+        roots = load_certificates(ca_pem)
+        if not roots:
+            raise Invalid("the CA file holds no PEM certificate", code="invalid_certificate")
+    org.device_ca = ca_pem
+    return org

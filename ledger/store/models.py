@@ -66,6 +66,8 @@ class Organisation(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     signer: Mapped[str | None] = mapped_column(String(42))
+    # operators only: PEM roots their device keys must chain to (None: no certificate required)
+    device_ca: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="organisation")

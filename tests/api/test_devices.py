@@ -134,3 +134,30 @@ def test_thing_models_endpoint(env) -> None:  # type: ignore[no-untyped-def]
                            "temp_humidity", "smoke_alarm", "water_alarm", "heartbeat"}
     assert models["load_cell"]["required"] == {"weight_kg": "a number >= 0"}
     assert "tags" in models["rfid_inventory"]["optional"]
+
+
+def test_warehouse_requiring_device_certificates(env) -> None:  # type: ignore[no-untyped-def]
+    """X.509 provisioning: keys must chain to the warehouse's configured manufacturer CA."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from ledger.orgs import set_device_ca
+    from tests.attestation.test_certificates import cert, pem
+
+    ledger, http, auth = env
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root = cert("Maker Root CA", root_key.public_key(), "Maker Root CA", root_key, ca=True, start=datetime.now(timezone.utc) - timedelta(days=1))
+    with ledger.db.session() as session:
+        set_device_ca(session, name="org-operator", ca_pem=pem(root))
+
+    device = SimulatedDevice("wh1-cert-01", "load_cell")
+    r = http.post("/v1/devices", json=device.registration(), headers=auth["operator"])
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_certificate")
+    leaf = cert(device.id, device._key.public_key(), "Maker Root CA", root_key, ca=False, start=datetime.now(timezone.utc) - timedelta(days=1))
+    r = http.post("/v1/devices", json={**device.registration(), "certificate_chain": [pem(leaf)]}, headers=auth["operator"])
+    assert r.status_code == 201, r.text
+
+    new = successor(device)  # a rotation needs a certificate too
+    r = http.post(f"/v1/devices/{device.id}/keys", json=rotation_body(new), headers=auth["operator"])
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_certificate")
+    other_operator_device = SimulatedDevice("wh2-nocert", "load_cell")  # the other warehouse requires nothing
+    assert http.post("/v1/devices", json=other_operator_device.registration(), headers=auth["other_operator"]).status_code == 201
