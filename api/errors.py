@@ -45,13 +45,15 @@ def _attestation_error(_: Request, exc: AttestationError) -> JSONResponse:
 
 def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {}
-    if first.get("type") == "json_invalid":
+    if first.get("type") in ("json_invalid", "json_type", "value_error.jsondecode"):
         return error_response(400, "invalid_json", f"the request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".strip())
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
 
 
 def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # e.g. a body that is not UTF-8
+        return error_response(400, "invalid_json", "the request body is not valid UTF-8 JSON")
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "unauthorized"}
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
 

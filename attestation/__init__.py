@@ -11,7 +11,8 @@ Modules:
 - :mod:`attestation.encoding`   canonical JSON (RFC 8785), base64url, hex helpers
 - :mod:`attestation.signatures` ES256 / ES256K / EdDSA behind one ``verify`` function
 - :mod:`attestation.devices`    key fingerprints and registration proof of possession
-- :mod:`attestation.readings`   the signed reading envelope (SPEC §1) and its digest
+- :mod:`attestation.readings`   the signed reading (SPEC §1) in its JSON and COSE envelopes, and its digest
+- :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees and proofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4) and its verifier
 - :mod:`attestation.errors`     the error tree
@@ -37,7 +38,7 @@ from attestation.errors import (
     UnsupportedAlgorithm,
 )
 from attestation.merkle import leaf_hash, node_hash, process_proof, StandardTree
-from attestation.readings import SignedReading, parse_reading
+from attestation.readings import SignedReading, parse_cose_reading, parse_reading, validate_payload
 from attestation.signatures import ALGORITHMS, verify_signature
 
 __all__ = sorted(
@@ -61,11 +62,13 @@ __all__ = sorted(
         "key_fingerprint",
         "leaf_hash",
         "node_hash",
+        "parse_cose_reading",
         "parse_reading",
         "pop_message",
         "process_proof",
         "verify_bundle",
         "verify_pop",
+        "validate_payload",
         "verify_signature",
     ]
 )

@@ -9,6 +9,10 @@ A bank verifies a bundle in two steps, neither of which trusts the ledger servic
    :func:`verify_bundle`, which checks everything else offline and names each check.
 
 ``pledgeledger verify FILE --rpc URL`` is exactly this with web3 as the reader.
+
+A bundle's ``reading`` is the JSON envelope as received or, for a COSE_Sign1 reading,
+``{"cose": "<base64url of its exact bytes>"}`` (:mod:`attestation.readings`); both are
+checked the same way, the signature over what that envelope signs.
 """
 
 from __future__ import annotations
@@ -153,7 +157,7 @@ def verify_bundle(bundle: Any, facts: ChainFacts) -> VerificationReport:
             raise BundleFormatError("device.id differs from the reading's payload.device", field="device.id")
         if _require(bundle, "device.alg", str) != parsed["reading"].alg:
             raise BundleFormatError("device.alg differs from the reading's alg", field="device.alg")
-        return f"{BUNDLE_FORMAT}, reading {query.device} at {bundle['reading']['payload']['ts']}"
+        return f"{BUNDLE_FORMAT}, {parsed['reading'].envelope_kind} reading {query.device} at {parsed['reading'].payload['ts']}"
 
     if not check("format", fmt):
         for name in CHECKS[1:]:
@@ -162,15 +166,18 @@ def verify_bundle(bundle: Any, facts: ChainFacts) -> VerificationReport:
 
     reading: SignedReading = parsed["reading"]
     query: AnchorQuery = parsed["query"]
+    cose = reading.envelope_kind == "cose"
+    signed_what = "COSE Sig_structure" if cose else "RFC 8785 payload"
+    digest_of = "sha256(COSE payload)" if cose else "sha256(JCS(payload))"
 
     def signature() -> str:
         reading.verify(parsed["public_key"])
-        return f"{reading.alg} signature over the RFC 8785 payload verifies with the bundle's device key"
+        return f"{reading.alg} signature over the {signed_what} verifies with the bundle's device key"
 
     def digest() -> str:
         if not hmac.compare_digest(reading.digest, parsed["digest"]):
-            raise ValueError(f"sha256(JCS(payload)) is {to_hex(reading.digest)}, bundle says {to_hex(parsed['digest'])}")
-        return f"sha256(JCS(payload)) = {to_hex(reading.digest)}"
+            raise ValueError(f"{digest_of} is {to_hex(reading.digest)}, bundle says {to_hex(parsed['digest'])}")
+        return f"{digest_of} = {to_hex(reading.digest)}"
 
     def leaf() -> str:
         expected = leaf_hash(parsed["salt"], reading.digest)

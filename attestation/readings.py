@@ -1,4 +1,27 @@
-"""The signed reading envelope of SPEC §1: parsing, canonical bytes, digest, signature check."""
+"""The signed reading of SPEC §1 in its two envelopes: parsing, signed bytes, digest, signature check.
+
+A reading's *payload* is the same map in both envelopes (``v``, ``device``, ``seq``, ``prev``,
+``ts``, ``kind``, ``lot``, ``data``) and is checked by one validator, :func:`validate_payload`.
+
+``json``
+    ``{"payload": {…}, "alg": "ES256", "sig": "<base64url>"}``. The signature covers the RFC
+    8785 (JCS) bytes of ``payload``; the digest is SHA-256 of those same bytes.
+``cose``
+    A COSE_Sign1 message (RFC 9052, CBOR tag 18; see :mod:`attestation.cose`) whose payload
+    byte string is the deterministic CBOR (RFC 8949 §4.2.1) of the payload map, and nothing
+    else: a payload whose bytes are not exactly the deterministic encoding of what they decode
+    to is refused. The signature covers the ``Sig_structure``
+    ``["Signature1", protected, h'', payload]``; the digest is SHA-256 of the payload byte
+    string. Parse the bytes with :func:`parse_cose_reading`.
+
+**JSON form of a COSE reading.** Wherever a reading travels or is kept as JSON (stored
+envelopes, ``GET /v1/readings/{id}``, the ``reading`` of a proof bundle, arrays posted to
+``POST /v1/readings``), a COSE reading is the object ``{"cose": "<base64url of the exact
+COSE_Sign1 bytes, no padding>"}`` and nothing else. :func:`parse_reading` accepts both this
+object and the JSON envelope, so a bundle's ``reading`` is verified the same way for either.
+:attr:`SignedReading.raw` is that JSON form: the JSON envelope as received, or the
+``{"cose": …}`` object.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +29,52 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
+from attestation.cose import check_plain, decode_sign1, deterministic_cbor, strict_loads
 from attestation.devices import check_device_id
-from attestation.encoding import b64url_decode, canonical_json
+from attestation.encoding import b64url_decode, b64url_encode, canonical_json
 from attestation.errors import InvalidReading, InvalidSignature
 from attestation.signatures import ALGORITHMS, verify_signature
 from attestation.thing_models import check_data
 
-__all__ = ["MAX_SEQ", "SignedReading", "parse_reading", "parse_timestamp"]
+__all__ = [
+    "MAX_SEQ",
+    "EnvelopeKind",
+    "SignedReading",
+    "parse_cose_reading",
+    "parse_reading",
+    "parse_timestamp",
+    "validate_payload",
+]
 
 MAX_SEQ = 2**53 - 1  # JSON numbers are IEEE doubles (RFC 8785): larger integers do not round-trip
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 _PREV = re.compile(r"[0-9a-f]{64}")
 _PAYLOAD_KEYS = {"v", "device", "seq", "prev", "ts", "kind", "lot", "data"}
 _ENVELOPE_KEYS = {"payload", "alg", "sig"}
+_COSE_KEY = "cose"
+
+EnvelopeKind = Literal["json", "cose"]
 
 
 @dataclass(frozen=True)
 class SignedReading:
     """A structurally valid reading. ``digest`` is its identity; the signature is not yet checked."""
 
-    raw: dict[str, Any]  # the envelope exactly as received (parsed JSON)
+    raw: dict[str, Any]  # the JSON form: the JSON envelope as received, or {"cose": "<base64url>"}
     payload: dict[str, Any]
-    alg: str
+    alg: str  # ES256 | ES256K | EdDSA (for COSE, the name of the protected alg)
     signature: bytes
-    signed_bytes: bytes  # RFC 8785 bytes of payload
-    digest: bytes  # SHA-256 of signed_bytes
+    signed_bytes: bytes  # what the signature covers: JCS(payload) (json) or the Sig_structure (cose)
+    digest: bytes  # SHA-256 of payload_bytes
+    envelope_kind: EnvelopeKind
+    payload_bytes: bytes  # JCS(payload) (json) or the COSE payload byte string (cose)
+
+    @property
+    def cose(self) -> bytes | None:
+        """The exact COSE_Sign1 bytes of a COSE reading; ``None`` for a JSON one."""
+        return b64url_decode(self.raw[_COSE_KEY]) if self.envelope_kind == "cose" else None
 
     @property
     def id(self) -> str:
@@ -63,8 +105,13 @@ class SignedReading:
         return self.payload["lot"]
 
     def verify(self, public_key_pem: str) -> None:
-        """Raise :class:`InvalidSignature` unless ``sig`` verifies over the signed bytes."""
-        verify_signature(self.alg, public_key_pem, self.signed_bytes, self.signature)
+        """Raise :class:`InvalidSignature` unless the signature verifies over :attr:`signed_bytes`."""
+        try:
+            verify_signature(self.alg, public_key_pem, self.signed_bytes, self.signature)
+        except InvalidSignature as exc:
+            if self.envelope_kind == "cose" and exc.field == "sig":
+                raise InvalidSignature(exc.message, field="cose.signature") from None
+            raise
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -79,27 +126,22 @@ def parse_timestamp(text: str) -> datetime:
     return moment.replace(microsecond=int((frac + "000000")[:6])) if frac else moment
 
 
-def parse_reading(envelope: Any) -> SignedReading:
-    """Check a reading's structure against SPEC §1 and compute its digest.
+def validate_payload(payload: Any) -> bytes:
+    """Check a payload map against SPEC §1, whichever envelope carried it; return its JCS bytes.
 
-    Raises :class:`InvalidReading` (or :class:`InvalidThingData`) naming the field to fix.
-    The signature itself is checked by :meth:`SignedReading.verify` with the device's key.
+    Raises :class:`InvalidReading` (or :class:`InvalidThingData`) naming the field to fix
+    (``payload.seq``, ``payload.data.weight_kg``, …). A payload that RFC 8785 cannot
+    serialise (integers beyond ±(2**53 - 1), non-finite numbers) is refused in both envelopes.
     """
-    if not isinstance(envelope, dict):
-        raise InvalidReading("a reading is a JSON object with payload, alg and sig", field="reading")
-    extra = set(envelope) - _ENVELOPE_KEYS
-    if extra:
-        raise InvalidReading(f"unknown reading fields: {', '.join(sorted(extra))}", field="reading")
-    payload = envelope.get("payload")
     if not isinstance(payload, dict):
-        raise InvalidReading("payload must be a JSON object", field="payload")
+        raise InvalidReading("payload must be an object (a JSON object, or a CBOR map in COSE)", field="payload")
     missing = _PAYLOAD_KEYS - set(payload)
     if missing:
         raise InvalidReading(f"payload is missing {', '.join(sorted(missing))}", field=f"payload.{sorted(missing)[0]}")
     extra = set(payload) - _PAYLOAD_KEYS
     if extra:
-        raise InvalidReading(f"unknown payload fields: {', '.join(sorted(extra))}", field="payload")
-    if payload["v"] != 1 or isinstance(payload["v"], bool):
+        raise InvalidReading(f"unknown payload fields: {', '.join(sorted(map(str, extra)))}", field="payload")
+    if type(payload["v"]) is not int or payload["v"] != 1:
         raise InvalidReading("payload.v must be 1", field="payload.v")
     check_device_id(payload["device"], field="payload.device")
     seq = payload["seq"]
@@ -115,7 +157,35 @@ def parse_reading(envelope: Any) -> SignedReading:
     if not isinstance(payload["kind"], str):
         raise InvalidReading("payload.kind must be a thing-model name", field="payload.kind")
     check_data(payload["kind"], payload["data"])
+    try:
+        return canonical_json(payload)
+    except Exception as exc:  # rfc8785 raises its own errors for numbers JSON cannot carry exactly
+        raise InvalidReading(f"payload cannot be canonicalised per RFC 8785: {exc}", field="payload") from None
 
+
+def parse_reading(envelope: Any) -> SignedReading:
+    """Check a reading in its JSON form against SPEC §1 and compute its digest.
+
+    ``envelope`` is the JSON envelope ``{"payload", "alg", "sig"}`` or the JSON form of a COSE
+    reading, ``{"cose": "<base64url>"}`` (see the module notes). Raises
+    :class:`InvalidReading` (or :class:`InvalidThingData`) naming the field to fix. The
+    signature itself is checked by :meth:`SignedReading.verify` with the device's key.
+    """
+    if not isinstance(envelope, dict):
+        raise InvalidReading('a reading is a JSON object with payload, alg and sig (or {"cose": "<base64url>"})', field="reading")
+    if _COSE_KEY in envelope:
+        if set(envelope) != {_COSE_KEY}:
+            raise InvalidReading('a COSE reading in JSON is {"cose": "<base64url>"} with no other fields', field="reading")
+        try:
+            data = b64url_decode(envelope[_COSE_KEY])
+        except (ValueError, TypeError):
+            raise InvalidReading("cose must be the COSE_Sign1 bytes as base64url without padding", field="cose") from None
+        return parse_cose_reading(data)
+    extra = set(envelope) - _ENVELOPE_KEYS
+    if extra:
+        raise InvalidReading(f"unknown reading fields: {', '.join(sorted(extra))}", field="reading")
+    payload = envelope.get("payload")
+    signed = validate_payload(payload)
     alg = envelope.get("alg")
     if alg not in ALGORITHMS:
         raise InvalidReading(f"alg must be one of {', '.join(ALGORITHMS)}", field="alg")
@@ -123,10 +193,6 @@ def parse_reading(envelope: Any) -> SignedReading:
         signature = b64url_decode(envelope.get("sig"))
     except (ValueError, TypeError):
         raise InvalidSignature("sig must be base64url without padding", field="sig") from None
-    try:
-        signed = canonical_json(payload)
-    except Exception as exc:  # rfc8785 raises its own errors for numbers JSON cannot carry exactly
-        raise InvalidReading(f"payload cannot be canonicalised per RFC 8785: {exc}", field="payload") from None
     return SignedReading(
         raw=envelope,
         payload=payload,
@@ -134,4 +200,36 @@ def parse_reading(envelope: Any) -> SignedReading:
         signature=signature,
         signed_bytes=signed,
         digest=hashlib.sha256(signed).digest(),
+        envelope_kind="json",
+        payload_bytes=signed,
+    )
+
+
+def parse_cose_reading(data: bytes) -> SignedReading:
+    """Check a COSE_Sign1 reading (the exact bytes a device sent) and compute its digest.
+
+    Raises :class:`InvalidReading` naming the part to fix: ``cose`` (not a tagged
+    COSE_Sign1), ``cose.protected.alg``, ``cose.payload`` (not CBOR, not a map of plain
+    values, or not its deterministic encoding), or a payload field like ``payload.seq``.
+    """
+    message = decode_sign1(data)
+    payload = strict_loads(message.payload, field="cose.payload")
+    check_plain(payload, "payload")
+    if deterministic_cbor(payload) != message.payload:
+        raise InvalidReading(
+            "cose.payload must be the deterministic CBOR encoding (RFC 8949 §4.2.1) of the payload map: definite "
+            "lengths, map keys sorted by their encoded bytes, shortest integers and lengths, the shortest float that "
+            "keeps the value",
+            field="cose.payload",
+        )
+    validate_payload(payload)
+    return SignedReading(
+        raw={_COSE_KEY: b64url_encode(bytes(data))},
+        payload=payload,
+        alg=message.alg,
+        signature=message.signature,
+        signed_bytes=message.to_be_signed,
+        digest=hashlib.sha256(message.payload).digest(),
+        envelope_kind="cose",
+        payload_bytes=message.payload,
     )

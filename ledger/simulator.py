@@ -2,7 +2,9 @@
 
 A :class:`SimulatedDevice` holds a private key like a secure element would, signs readings
 with strictly increasing sequence numbers and chains each to the digest of the previous one,
-and produces its own registration request with a proof of possession.
+and produces its own registration request with a proof of possession. It signs readings as
+JSON envelopes (:meth:`SimulatedDevice.reading`) or as COSE_Sign1 messages
+(:meth:`SimulatedDevice.cose_reading`), and chains the two kinds together.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import cbor2
 import coincurve
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from attestation.cose import COSE_ALG_IDS
 from attestation.devices import pop_message
 from attestation.encoding import b64url_encode, canonical_json
 
@@ -81,11 +85,11 @@ class SimulatedDevice:
             body["lot"] = lot or self.lot
         return body
 
-    def reading(self, data: dict[str, Any], *, ts: datetime | str | None = None, seq_step: int = 1,
-                lot: str | None | bool = False) -> dict[str, Any]:
-        """Sign the next reading and advance ``seq`` and ``prev`` as a device would."""
+    def _next_payload(
+        self, data: dict[str, Any], ts: datetime | str | None, seq_step: int, lot: str | None | bool
+    ) -> dict[str, Any]:
         self.seq += seq_step
-        payload = {
+        return {
             "v": 1,
             "device": self.id,
             "seq": self.seq,
@@ -95,6 +99,24 @@ class SimulatedDevice:
             "lot": self.lot if lot is False else lot,
             "data": data,
         }
+
+    def reading(self, data: dict[str, Any], *, ts: datetime | str | None = None, seq_step: int = 1,
+                lot: str | None | bool = False) -> dict[str, Any]:
+        """Sign the next reading and advance ``seq`` and ``prev`` as a device would."""
+        payload = self._next_payload(data, ts, seq_step, lot)
         signed = canonical_json(payload)
         self.prev = hashlib.sha256(signed).hexdigest()
         return {"payload": payload, "alg": self.alg, "sig": b64url_encode(self.sign(signed))}
+
+    def cose_reading(self, data: dict[str, Any], *, ts: datetime | str | None = None, seq_step: int = 1,
+                     lot: str | None | bool = False, unprotected: dict[Any, Any] | None = None) -> bytes:
+        """Sign the next reading as a tagged COSE_Sign1 message (RFC 9052) and advance ``seq`` and ``prev``.
+
+        The payload is the deterministic CBOR of the payload map; the signature is over
+        ``["Signature1", protected, h'', payload]``. ``prev`` chains across both envelopes.
+        """
+        payload = cbor2.dumps(self._next_payload(data, ts, seq_step, lot), canonical=True)
+        protected = cbor2.dumps({1: COSE_ALG_IDS[self.alg]})
+        signature = self.sign(cbor2.dumps(["Signature1", protected, b"", payload]))
+        self.prev = hashlib.sha256(payload).hexdigest()
+        return cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected or {}, payload, signature]))

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from api.deps import CurrentOrg, LedgerDep
 from api.schemas import IngestResult, ReadingPublic
+from attestation.encoding import b64url_encode
 from ledger.errors import Invalid
 
 router = APIRouter(prefix="/v1/readings", tags=["readings"])
@@ -17,14 +18,34 @@ _READING_EXAMPLE = {
     "sig": "base64url r||s",
 }
 
+#: RFC 9052 §9.1 media type of COSE messages (an optional ``cose-type`` parameter is ignored).
+COSE_MEDIA_TYPE = "application/cose"
+_COSE_BODY = {
+    "requestBody": {
+        "content": {
+            COSE_MEDIA_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "one tagged COSE_Sign1 reading (RFC 9052, CBOR tag 18) whose payload is the "
+                "deterministic CBOR of the SPEC §1 payload map",
+            }
+        }
+    }
+}
+
+
+def _is_cose(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == COSE_MEDIA_TYPE
+
 
 @router.post(
     "",
     summary="Submit one signed reading, or an array of up to 1,000 (SPEC §1)",
     responses={201: {"description": "accepted"}, 200: {"description": "duplicate, or per-reading results for an array"}},
+    openapi_extra=_COSE_BODY,
 )
 def post_readings(
     ledger: LedgerDep,
+    request: Request,
     response: Response,
     body: Annotated[Any, Body(examples=[_READING_EXAMPLE])],
 ) -> Any:
@@ -32,7 +53,13 @@ def post_readings(
 
     One reading: 201 when accepted, 200 when the identical reading was already stored,
     4xx with the error body otherwise. An array: 200 with one result per reading, in order.
+
+    With `Content-Type: application/cose` the body is one COSE_Sign1 reading (its bytes). In a
+    JSON body, a COSE reading is `{"cose": "<base64url of its bytes>"}`; arrays may mix both.
     """
+    if _is_cose(request):
+        data = body if isinstance(body, bytes) else b""
+        body = {"cose": b64url_encode(data)}  # the reading's JSON form (attestation.readings)
     if isinstance(body, list):
         limit = ledger.settings.max_batch_request
         if len(body) > limit:

@@ -174,6 +174,7 @@ def test_registration_errors(env) -> None:  # type: ignore[no-untyped-def]
     "content,status,code",
     [
         (b"{not json", 400, "invalid_json"),
+        (b"\xff\xfe{}", 400, "invalid_json"),
         (b'"a string"', 422, "invalid_reading"),
         (b"[1, 2]", 200, None),
         (b'{"payload": {}}', 422, "invalid_reading"),

@@ -41,6 +41,7 @@ def test_reserialised_json_keeps_digest(device: SimulatedDevice) -> None:
     "path,value,field",
     [
         (("payload", "v"), 2, "payload.v"),
+        (("payload", "v"), 1.0, "payload.v"),
         (("payload", "device"), "bad id", "payload.device"),
         (("payload", "device"), "x" * 65, "payload.device"),
         (("payload", "seq"), -1, "payload.seq"),
