@@ -20,7 +20,7 @@ from attestation.errors import AttestationError
 from attestation.readings import SignedReading, parse_reading
 from ledger.errors import Conflict, Invalid, LedgerError, NotFound
 from ledger.store.db import Database
-from ledger.store.models import Device, DeviceKeyRecord, Reading, naive_utc, utc
+from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
 __all__ = ["IngestResult", "ingest", "ingest_many"]
 
@@ -76,7 +76,7 @@ def _accept(session: Session, reading: SignedReading, *, now: datetime, max_futu
             )
         if device.last_ts is not None and ts < utc(device.last_ts):
             raise Conflict(f"payload.ts is before the device's previous reading ({device.last_ts.isoformat()}Z)", code="timestamp_regressed")
-    prev_mismatch = reading.prev is not None and reading.prev != device.last_digest
+    gap = _chain_gap(session, device, reading)
 
     session.add(
         Reading(
@@ -89,13 +89,40 @@ def _accept(session: Session, reading: SignedReading, *, now: datetime, max_futu
             lot=reading.lot,
             envelope=json.dumps(reading.raw, separators=(",", ":"), ensure_ascii=False),
             salt=os.urandom(32),
-            prev_mismatch=prev_mismatch,
+            prev_mismatch=gap is not None and gap.kind != "restart",
             received_at=naive_utc(now),
         )
     )
+    if gap is not None:
+        session.add(gap)
     device.last_seq, device.last_digest, device.last_ts = reading.seq, reading.id, naive_utc(ts)
     session.flush()
     return "accepted"
+
+
+def _chain_gap(session: Session, device: Device, reading: SignedReading) -> DeviceGap | None:
+    """How ``reading`` breaks the device's hash chain, if it does (SPEC §1 ``prev``).
+
+    The reading is authentic (its signature verified), so it is stored either way; the gap is
+    recorded for auditors and supervision (fraud cases 10 and 11).
+    """
+    if reading.prev == device.last_digest or device.last_digest is None and reading.prev is None:
+        return None
+    if reading.prev is None:
+        kind = "restart"  # first reading after a reboot: allowed, but readings may hide behind it
+    elif session.scalar(select(Reading.pk).where(Reading.id == reading.prev, Reading.device_id == device.id)):
+        kind = "fork"  # prev already has a successor: the key signs in two places
+    else:
+        kind = "prev_mismatch"  # readings between the last stored one and this were withheld or lost
+    return DeviceGap(
+        device_id=device.id,
+        reading_id=reading.id,
+        kind=kind,
+        seq=reading.seq,
+        previous_seq=device.last_seq,
+        expected_prev=device.last_digest,
+        claimed_prev=reading.prev,
+    )
 
 
 def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None) -> IngestResult:
