@@ -21,6 +21,7 @@ STATUS: dict[type[le.LedgerError], int] = {
     le.ProofPending: 409,
     le.Conflict: 409,
     le.Invalid: 422,
+    le.RateLimited: 429,
     le.Unauthorized: 401,
     le.Forbidden: 403,
     le.Unavailable: 503,
@@ -33,7 +34,8 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def _ledger_error(_: Request, exc: le.LedgerError) -> JSONResponse:
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, le.ProofPending) else None
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
     return error_response(status, exc.code, exc.message, headers)

@@ -7,6 +7,7 @@
     ├── Conflict                the request contradicts stored state (replay, duplicate id)
     │   └── ProofPending        the reading is stored but not anchored yet (retry_after seconds)
     ├── Invalid                 the request is well-formed JSON but breaks a rule
+    ├── RateLimited             too many requests from one device (retry_after seconds)
     ├── Unauthorized            no or unknown API key
     ├── Forbidden               the caller's role may not do this
     └── Unavailable             a dependency (chain, database) is down; retry later
@@ -16,7 +17,17 @@ Attestation errors (:mod:`attestation.errors`) are ``Invalid`` in kind and keep 
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "Forbidden", "Invalid", "LedgerError", "NotFound", "ProofPending", "Unauthorized", "Unavailable"]
+__all__ = [
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "LedgerError",
+    "NotFound",
+    "ProofPending",
+    "RateLimited",
+    "Unauthorized",
+    "Unavailable",
+]
 
 
 class LedgerError(Exception):
@@ -47,6 +58,14 @@ class ProofPending(Conflict):
 
 class Invalid(LedgerError):
     code = "invalid_request"
+
+
+class RateLimited(LedgerError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unauthorized(LedgerError):

@@ -7,6 +7,7 @@ A reading is only ever reported ``accepted`` after the transaction that stores i
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from attestation.errors import AttestationError
 from attestation.readings import SignedReading, parse_reading
-from ledger.errors import Conflict, Invalid, LedgerError, NotFound
+from ledger.errors import Conflict, Invalid, LedgerError, NotFound, RateLimited
+from ledger.ratelimit import DeviceRateLimiter
 from ledger.store.db import Database
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
@@ -125,9 +127,19 @@ def _chain_gap(session: Session, device: Device, reading: SignedReading) -> Devi
     )
 
 
-def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None) -> IngestResult:
+def _check_rate(limiter: DeviceRateLimiter | None, reading: SignedReading) -> None:
+    if limiter is not None and (wait := limiter.take(reading.device)):
+        raise RateLimited(
+            f"device {reading.device} sends faster than {limiter.rate:g} readings/s (burst {limiter.burst}); retry later",
+            retry_after=math.ceil(wait),
+        )
+
+
+def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None,
+           limiter: DeviceRateLimiter | None = None) -> IngestResult:
     """Accept one reading; raises :class:`LedgerError` / :class:`AttestationError` on rejection."""
     reading = parse_reading(envelope)
+    _check_rate(limiter, reading)
     for attempt in (1, 2):
         try:
             with db.session() as session:
@@ -139,7 +151,8 @@ def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: dateti
     raise AssertionError("unreachable")
 
 
-def ingest_many(db: Database, envelopes: list[Any], *, max_future_skew_s: float, now: datetime | None = None) -> list[IngestResult]:
+def ingest_many(db: Database, envelopes: list[Any], *, max_future_skew_s: float, now: datetime | None = None,
+                limiter: DeviceRateLimiter | None = None) -> list[IngestResult]:
     """Accept each reading on its own (one bad reading does not sink the others), one commit."""
     now = now or datetime.now(timezone.utc)
     results: list[IngestResult] = []
@@ -149,6 +162,7 @@ def ingest_many(db: Database, envelopes: list[Any], *, max_future_skew_s: float,
             try:
                 reading = parse_reading(envelope)
                 reading_id = reading.id
+                _check_rate(limiter, reading)
                 with session.begin_nested():
                     status = _accept(session, reading, now=now, max_future_skew_s=max_future_skew_s)
                 results.append(IngestResult(reading_id, status))

@@ -14,6 +14,7 @@ from typing import Any
 from ledger import devices, ingest, orgs, proofs
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import Settings
 from ledger.store.db import Database
 from ledger.store.models import Organisation, utc
@@ -29,6 +30,7 @@ class Ledger:
     db: Database
     chain: ChainHandle
     anchorer: Anchorer
+    limiter: DeviceRateLimiter
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
@@ -46,7 +48,8 @@ class Ledger:
             chain.close()
             raise
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer)
+        limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter)
 
     def close(self) -> None:
         self.anchorer.stop()
@@ -98,10 +101,10 @@ class Ledger:
             return devices.device_gaps(session, devices.get_device(session, device_id, org))
 
     def ingest(self, envelope: Any) -> ingest.IngestResult:
-        return ingest.ingest(self.db, envelope, max_future_skew_s=self.settings.max_future_skew_s)
+        return ingest.ingest(self.db, envelope, max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)
 
     def ingest_many(self, envelopes: list[Any]) -> list[ingest.IngestResult]:
-        return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s)
+        return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)
 
     def reading(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(65536, gt=0, le=1_000_000, description="Most readings in one batch")
     max_batch_request: int = Field(1000, gt=0, description="Most readings in one POST /v1/readings")
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
+    device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
+    device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
 
     @field_validator("chain")
     @classmethod
