@@ -20,6 +20,7 @@ app = typer.Typer(
     "(PLEDGELEDGER_DATA_DIR, PLEDGELEDGER_DB_URL, PLEDGELEDGER_CHAIN, PLEDGELEDGER_HOST, PLEDGELEDGER_PORT, ...).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help texts are plain: "[env ...; default ...]" must not read as markup
 )
 org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
 app.add_typer(org_app, name="org")
@@ -47,6 +48,7 @@ def serve(
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
     import uvicorn
+    from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.main import create_app
@@ -58,8 +60,8 @@ def serve(
     err.print(f"starting: data in {settings.data_dir.resolve()}, chain {settings.chain}")
     try:
         ledger = Ledger.open(settings)
-    except (ChainError, SQLAlchemyError, OSError) as exc:
-        err.print(f"[red]cannot start[/]: {exc}")
+    except (ChainError, SQLAlchemyError, OSError, ValueError) as exc:
+        err.print(f"[red]cannot start[/]: {escape(str(exc))}")
         raise typer.Exit(2)
     err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs)")
     try:
@@ -215,6 +217,59 @@ def demo(
     if rpc:
         out.print(f"verifying trusting only the chain: pledgeledger verify {path} --rpc {rpc}")
         verify(path, rpc)
+
+
+@app.command("mqtt-bridge")
+def mqtt_bridge(
+    url: Annotated[Optional[str], typer.Option(help="Broker: mqtt://host:port, mqtt://user:pass@host:port, or mqtts://... for TLS (env PLEDGELEDGER_MQTT_URL)")] = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+    client_id: Annotated[str, typer.Option("--client-id", help="Stable MQTT client id; the broker keeps its session while the bridge is down")] = "pledgeledger-bridge",
+) -> None:
+    """Run the MQTT bridge alone: ingest readings from pledgeledger/v1/readings/+ and answer on pledgeledger/v1/acks/<device>.
+
+    Needs only the database, not the chain. Ctrl-C or SIGTERM stops it; readings not yet processed stay with the broker.
+    """
+    import signal
+    import threading
+
+    from rich.markup import escape
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ledger.mqtt import MqttBridge, parse_mqtt_url
+    from ledger.store.db import Database
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(data_dir=data_dir, db_url=db_url, mqtt_url=url)
+    if not settings.mqtt_url:
+        err.print("[red]no MQTT broker[/]: pass --url mqtt://host:1883 or set PLEDGELEDGER_MQTT_URL")
+        raise typer.Exit(2)
+    try:
+        parse_mqtt_url(settings.mqtt_url)
+    except ValueError as exc:
+        err.print(f"[red]cannot start[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    try:
+        db.create_schema()
+        bridge = MqttBridge(db, settings.mqtt_url, max_future_skew_s=settings.max_future_skew_s, client_id=client_id)
+    except (SQLAlchemyError, ValueError) as exc:
+        db.dispose()
+        err.print(f"[red]cannot start[/]: {escape(str(exc))}")
+        raise typer.Exit(2)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    bridge.start()
+    err.print(f"[bold]pledgeledger mqtt-bridge[/] {bridge.url} as {client_id!r}, db {db.dialect} (Ctrl-C stops)")
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        bridge.stop()
+        db.dispose()
+    err.print(f"stopped: {bridge.accepted} accepted, {bridge.duplicates} duplicate, {bridge.rejected} rejected")
 
 
 def main() -> None:

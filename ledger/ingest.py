@@ -137,8 +137,9 @@ def _check_rate(limiter: DeviceRateLimiter | None, reading: SignedReading) -> No
 
 def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None,
            limiter: DeviceRateLimiter | None = None) -> IngestResult:
-    """Accept one reading; raises :class:`LedgerError` / :class:`AttestationError` on rejection."""
-    reading = parse_reading(envelope)
+    """Accept one reading (an envelope, or one already parsed); raises :class:`LedgerError` /
+    :class:`AttestationError` on rejection."""
+    reading = envelope if isinstance(envelope, SignedReading) else parse_reading(envelope)
     _check_rate(limiter, reading)
     for attempt in (1, 2):
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from ledger import devices, ingest, orgs, proofs
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import Settings
 from ledger.store.db import Database
@@ -31,12 +32,17 @@ class Ledger:
     chain: ChainHandle
     anchorer: Anchorer
     limiter: DeviceRateLimiter
+    mqtt: MqttBridge | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
         db.migrate()
+        # built before anything starts, so a malformed broker URL fails the start cleanly
+        mqtt = None
+        if settings.mqtt_url:
+            mqtt = MqttBridge(db, settings.mqtt_url, max_future_skew_s=settings.max_future_skew_s, client_id=settings.mqtt_client_id)
         chain = open_chain(settings.chain, settings.data_dir, relayer_key=settings.relayer_key)
         try:
             # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`
@@ -44,14 +50,18 @@ class Ledger:
             anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size)
             if start_anchoring:
                 anchorer.start()
+            if mqtt is not None:
+                mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
             chain.close()
             raise
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, mqtt=mqtt)
 
     def close(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
         self.anchorer.stop()
         self.chain.close()
         self.db.dispose()

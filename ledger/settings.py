@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     relayer_key: str | None = Field(None, description="0x private key that signs transactions (needed for an RPC chain)")
     host: str = "127.0.0.1"
     port: int = 8000
-    mqtt_url: str | None = None
+    mqtt_url: str | None = Field(None, description="mqtt://host:1883 (or mqtts://, user:pass@); unset: no MQTT bridge")
+    mqtt_client_id: str = Field("pledgeledger-bridge", description="Stable MQTT client id: the broker keeps its session (QoS 1)")
     batch_interval_s: float = Field(5.0, gt=0, description="Seal and anchor a batch this often")
     batch_max_size: int = Field(65536, gt=0, le=1_000_000, description="Most readings in one batch")
     max_batch_request: int = Field(1000, gt=0, description="Most readings in one POST /v1/readings")
