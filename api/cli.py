@@ -104,7 +104,7 @@ def org_create(
     settings = _settings(data_dir=data_dir, db_url=db_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    db.create_schema()
+    db.migrate()
     try:
         with db.session() as session:
             org = create_organisation(session, name=name, role=role, signer=signer)
@@ -114,6 +114,36 @@ def org_create(
     finally:
         db.dispose()
     print(json.dumps({"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}, indent=2))
+
+
+@org_app.command("device-ca")
+def org_device_ca(
+    name: Annotated[str, typer.Argument(help="The warehouse operator's organisation name")],
+    ca_file: Annotated[Optional[Path], typer.Option("--ca-file", help="PEM file of the manufacturer or provisioning CA roots to trust")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Stop requiring device certificates")] = False,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Require every device key this warehouse registers or rotates to chain to the given CA roots."""
+    from ledger.errors import LedgerError
+    from ledger.orgs import set_device_ca
+    from ledger.store.db import Database
+
+    if clear == (ca_file is not None):
+        err.print("pass exactly one of --ca-file FILE or --clear")
+        raise typer.Exit(2)
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        with db.session() as session:
+            set_device_ca(session, name=name, ca_pem=None if clear else ca_file.read_text())
+    except (LedgerError, OSError) as exc:
+        err.print(f"error: {getattr(exc, 'message', exc)}")
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+    print(json.dumps({"name": name, "device_certificates_required": not clear}))
 
 
 @app.command()
@@ -180,7 +210,7 @@ def demo(
     from ledger.store.db import Database
 
     db = Database(settings.database_url)
-    db.create_schema()
+    db.migrate()
     with db.session() as session:
         operator = create_organisation(session, name=f"Demo warehouse {int(time.time())}", role="operator")
         bank = create_organisation(session, name=f"Demo bank {int(time.time())}", role="bank")
@@ -252,7 +282,7 @@ def mqtt_bridge(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
     try:
-        db.create_schema()
+        db.migrate()
         bridge = MqttBridge(db, settings.mqtt_url, max_future_skew_s=settings.max_future_skew_s, client_id=client_id)
     except (SQLAlchemyError, ValueError) as exc:
         db.dispose()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attestation.certificates import load_certificates
+from attestation.certificates import InvalidCertificate, load_certificates
 from ledger.errors import Conflict, Invalid, NotFound, Unauthorized
 from ledger.store.models import ROLES, ApiKey, Organisation
 
@@ -66,8 +66,11 @@ def set_device_ca(session: Session, *, name: str, ca_pem: str | None) -> Organis
     if org.role != "operator":
         raise Invalid("only a warehouse operator registers devices, so only it can require device certificates", code="invalid_role")
     if ca_pem is not None:
-        roots = load_certificates(ca_pem)
+        try:
+            roots = load_certificates(ca_pem)
+        except InvalidCertificate:
+            roots = []
         if not roots:
-            raise Invalid("the CA file holds no PEM certificate", code="invalid_certificate")
+            raise Invalid("the CA file must hold one or more PEM certificates (-----BEGIN CERTIFICATE-----)", code="invalid_certificate")
     org.device_ca = ca_pem
     return org

@@ -46,7 +46,6 @@ class Database:
             config = alembic_config(connection)
             command.upgrade(config, "head")
 
-    create_schema = migrate
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -355,7 +355,7 @@ def test_an_unreachable_broker_is_retried_until_it_answers(tmp_path: Path) -> No
             pytest.fail("the mosquitto binary is required in CI")
         pytest.skip("no mosquitto binary to start a private broker")
     db = Database(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
-    db.create_schema()
+    db.migrate()
     port = free_port()
     bridge = MqttBridge(db, f"mqtt://127.0.0.1:{port}", max_future_skew_s=300, client_id=uid("test-bridge"),
                         session_expiry_s=0, reconnect_min_delay_s=0.2, reconnect_max_delay_s=0.5)
