@@ -13,7 +13,7 @@ from attestation.bundle import chain_query, verify_bundle
 from attestation.encoding import b64url_decode, b64url_encode
 from ledger.chain.client import ChainReader
 from ledger.simulator import SimulatedDevice
-from tests.api.test_readings_flow import bearer, env, register  # noqa: F401  (env is a fixture)
+from tests.api.conftest import bearer, register
 
 def post_cose(http: httpx.Client, data: bytes, content_type: str = "application/cose") -> httpx.Response:
     return http.post("/v1/readings", content=data, headers={"Content-Type": content_type})

@@ -17,27 +17,32 @@ from ledger.simulator import SimulatedDevice
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
-def make(alg: str = "ES256") -> tuple[dict, ChainFacts, SimulatedDevice]:
-    device = SimulatedDevice("wh1-scale-03", "load_cell", alg=alg, lot="LOT-1")
-    env = device.reading({"weight_kg": 1250.5}, ts="2026-11-21T08:00:00.000Z")
-    reading = parse_reading(env)
+def make_bundle(reading_json: dict, alg: str, pem: str, device_id: str = "wh1-scale-03") -> tuple[dict, ChainFacts]:
+    """A bundle for ``reading_json`` in a 5-leaf tree, and the chain facts that make it verify."""
+    reading = parse_reading(reading_json)
     salt = os.urandom(32)
-    values = [(os.urandom(32), os.urandom(32)) for _ in range(4)] + [(salt, reading.digest)]
-    tree = StandardTree.of(values)
+    tree = StandardTree.of([(os.urandom(32), os.urandom(32)) for _ in range(4)] + [(salt, reading.digest)])
     bundle = {
         "format": BUNDLE_FORMAT,
-        "reading": env,
+        "reading": reading_json,
         "digest": to_hex(reading.digest),
         "salt": to_hex(salt),
         "leaf": to_hex(tree.tree[tree.tree_index[4]]),
         "proof": [to_hex(p) for p in tree.proof(4)],
         "root": to_hex(tree.root),
-        "device": {"id": device.id, "alg": alg, "public_key": device.public_key_pem},
+        "device": {"id": device_id, "alg": alg, "public_key": pem},
         "anchor": {"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32,
                    "block_number": 12, "status": "confirmed"},
     }
-    key = OnChainKey(key_fingerprint(device.public_key_pem), alg, 1_700_000_000, 2**64 - 1)
-    return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key), device
+    key = OnChainKey(key_fingerprint(pem), alg, 1_700_000_000, 2**64 - 1)
+    return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key)
+
+
+def make(alg: str = "ES256") -> tuple[dict, ChainFacts, SimulatedDevice]:
+    device = SimulatedDevice("wh1-scale-03", "load_cell", alg=alg, lot="LOT-1")
+    env = device.reading({"weight_kg": 1250.5}, ts="2026-11-21T08:00:00.000Z")
+    bundle, facts = make_bundle(env, alg, device.public_key_pem, device.id)
+    return bundle, facts, device
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES256K", "EdDSA"])

@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 
-from attestation.bundle import BUNDLE_FORMAT, ChainFacts, OnChainKey, chain_query, verify_bundle
-from attestation.devices import key_fingerprint
-from attestation.encoding import b64url_decode, b64url_encode, to_hex
-from attestation.merkle import StandardTree
-from attestation.readings import parse_reading
+from attestation.bundle import chain_query, verify_bundle
+from attestation.encoding import b64url_decode, b64url_encode
 from ledger.simulator import SimulatedDevice
+from tests.attestation.test_bundle import make_bundle
 from tests.attestation.test_cose import COSE_VECTOR, DIGEST, RFC8032_PEM
-
-CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-
-
-def make_bundle(reading_json: dict, alg: str, pem: str, device_id: str = "wh1-scale-03") -> tuple[dict, ChainFacts]:
-    reading = parse_reading(reading_json)
-    salt = os.urandom(32)
-    tree = StandardTree.of([(os.urandom(32), os.urandom(32)) for _ in range(3)] + [(salt, reading.digest)])
-    bundle = {
-        "format": BUNDLE_FORMAT,
-        "reading": reading_json,
-        "digest": to_hex(reading.digest),
-        "salt": to_hex(salt),
-        "leaf": to_hex(tree.tree[tree.tree_index[3]]),
-        "proof": [to_hex(p) for p in tree.proof(3)],
-        "root": to_hex(tree.root),
-        "device": {"id": device_id, "alg": alg, "public_key": pem},
-        "anchor": {"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32,
-                   "block_number": 12, "status": "confirmed"},
-    }
-    key = OnChainKey(key_fingerprint(pem), alg, 1_700_000_000, 2**64 - 1)
-    return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key)
-
 
 @pytest.mark.parametrize("alg", ["ES256", "ES256K", "EdDSA"])
 def test_cose_bundle_verifies(alg: str) -> None:
