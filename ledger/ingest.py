@@ -47,8 +47,7 @@ def _key_at(device: Device, moment: datetime) -> DeviceKeyRecord | None:
 
 def _accept(session: Session, reading: SignedReading, *, now: datetime, max_future_skew_s: float) -> Status:
     """Check and store one parsed reading inside the caller's transaction."""
-    existing = session.scalar(select(Reading).where(Reading.id == reading.id))
-    if existing is not None:
+    if session.scalar(select(Reading.pk).where(Reading.id == reading.id)) is not None:
         return "duplicate"
     device = session.get(Device, reading.device, with_for_update=True)
     if device is None:

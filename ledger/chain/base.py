@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attestation.signatures import ALGORITHMS
+
 __all__ = ["AnchorReceipt", "ChainError", "Deployment", "DeviceKey", "ALG_CODES"]
 
-#: SPEC §1 algorithm names and their `IDeviceRegistry.Alg` enum values on chain.
-ALG_CODES: dict[str, int] = {"ES256": 1, "ES256K": 2, "EdDSA": 3}
+#: SPEC §1 algorithm names and their `IDeviceRegistry.Alg` enum values on chain (0 is `None`).
+ALG_CODES: dict[str, int] = {alg: code for code, alg in enumerate(ALGORITHMS, start=1)}
 
 
 class ChainError(Exception):
