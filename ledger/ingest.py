@@ -2,6 +2,14 @@
 sequencing, then a durable insert with a fresh salt.
 
 A reading is only ever reported ``accepted`` after the transaction that stores it commits.
+
+One request is one transaction whatever its size, and its SQL is a fixed handful of
+statements rather than a few per reading: one lookup of the ids already stored, the devices
+locked in id order (so two concurrent requests never deadlock), their keys, then one
+multi-row insert of the readings, one of the gaps and one update of the devices. Every
+decision in between is made in Python over the state those statements returned, in the
+order the readings were sent, exactly as if they had arrived one by one. Signatures are
+checked on a small thread pool (the curve libraries release the GIL).
 """
 
 from __future__ import annotations
@@ -9,24 +17,32 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from attestation.errors import AttestationError
 from attestation.readings import SignedReading, parse_reading
 from ledger.errors import Conflict, Invalid, LedgerError, NotFound, RateLimited
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.store.db import Database
+from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
 __all__ = ["IngestResult", "ingest", "ingest_many"]
 
 Status = Literal["accepted", "duplicate", "rejected"]
+Rejection = AttestationError | LedgerError
+
+#: A concurrent request storing the same reading or seq makes the insert fail; the decisions are
+#: then made again over the new state (which names the reading ``duplicate`` or ``replayed``).
+_ATTEMPTS = 3
+_VERIFY_CHUNK = 64
+_verifiers = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="verify")
 
 
 @dataclass(frozen=True)
@@ -37,72 +53,244 @@ class IngestResult:
     message: str | None = None
 
 
-def _key_at(device: Device, moment: datetime) -> DeviceKeyRecord | None:
-    naive = naive_utc(moment)
-    for key in reversed(device.keys):
-        if key.valid_from <= naive and (key.valid_until is None or naive < key.valid_until):
-            return key
-    return None
+@dataclass
+class _DeviceState:
+    """A device's sequencing state as of the readings decided so far in this request."""
+
+    id: str
+    last_seq: int | None
+    last_digest: str | None
+    last_ts: datetime | None  # naive UTC
+    keys: list[Any] = field(default_factory=list)  # device_keys rows, oldest first
+    changed: bool = False
+
+    def key_at(self, naive: datetime) -> Any | None:
+        for key in reversed(self.keys):
+            if key.valid_from <= naive and (key.valid_until is None or naive < key.valid_until):
+                return key
+        return None
 
 
-def _accept(session: Session, reading: SignedReading, *, now: datetime, max_future_skew_s: float) -> Status:
-    """Check and store one parsed reading inside the caller's transaction."""
-    if session.scalar(select(Reading.pk).where(Reading.id == reading.id)) is not None:
-        return "duplicate"
-    device = session.get(Device, reading.device, with_for_update=True)
-    if device is None:
-        raise NotFound(f"device {reading.device} is not registered: POST /v1/devices first", code="unknown_device")
-    ts = reading.ts
-    if ts > now + timedelta(seconds=max_future_skew_s):
-        raise Invalid(f"payload.ts {reading.payload['ts']} is in the future: check the device clock", code="timestamp_in_future")
-    key = _key_at(device, ts)
-    if key is None:
-        raise Invalid(
-            f"no key of device {device.id} was valid at {reading.payload['ts']} (registered, rotated or revoked at another time)",
-            code="key_not_valid",
+@dataclass
+class _Candidate:
+    """A parsed reading on its way through the checks; ``key`` is set once the key is found."""
+
+    position: int
+    reading: SignedReading
+    ts: datetime  # aware UTC
+    key: Any = None  # the device_keys row valid at ts, once found
+
+
+def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None,
+           limiter: DeviceRateLimiter | None = None) -> IngestResult:
+    """Accept one reading (an envelope, or one already parsed); raise the :class:`LedgerError`
+    or :class:`AttestationError` that rejects it."""
+    [(reading_id, outcome)] = _ingest(db, [envelope], max_future_skew_s=max_future_skew_s, now=now, limiter=limiter)
+    if isinstance(outcome, (AttestationError, LedgerError)):
+        raise outcome
+    return IngestResult(reading_id, outcome)
+
+
+def ingest_many(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float, now: datetime | None = None,
+                limiter: DeviceRateLimiter | None = None) -> list[IngestResult]:
+    """Accept each reading on its own merits (one bad reading does not sink the others), in one
+    transaction; one result per envelope, in order."""
+    return [
+        IngestResult(reading_id, "rejected", outcome.code, outcome.message)
+        if isinstance(outcome, (AttestationError, LedgerError))
+        else IngestResult(reading_id, outcome)
+        for reading_id, outcome in _ingest(db, envelopes, max_future_skew_s=max_future_skew_s, now=now, limiter=limiter)
+    ]
+
+
+#: What became of one envelope: the reading's id (None if it did not parse) and its status or rejection.
+Outcome = tuple[str | None, Literal["accepted", "duplicate"] | Rejection]
+
+
+def _ingest(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float, now: datetime | None,
+            limiter: DeviceRateLimiter | None) -> list[Outcome]:
+    now = now or datetime.now(timezone.utc)
+    outcomes: list[Outcome | None] = [None] * len(envelopes)
+    candidates: list[_Candidate] = []
+    for position, envelope in enumerate(envelopes):
+        reading_id = None
+        try:
+            reading = envelope if isinstance(envelope, SignedReading) else parse_reading(envelope)
+            reading_id = reading.id
+            _check_rate(limiter, reading)
+            candidates.append(_Candidate(position, reading, reading.ts))
+        except (AttestationError, LedgerError) as exc:
+            outcomes[position] = (reading_id, exc)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with db.session() as session:
+                decided = _decide_and_store(session, candidates, now=now, max_future_skew_s=max_future_skew_s)
+            break
+        except UNIQUE_VIOLATIONS:
+            if attempt == _ATTEMPTS:
+                raise
+    for c in candidates:
+        outcomes[c.position] = (c.reading.id, decided[c.position])
+    return outcomes  # type: ignore[return-value]  # every position is filled
+
+
+def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: datetime,
+                      max_future_skew_s: float) -> dict[int, Literal["accepted", "duplicate"] | Rejection]:
+    """Decide every candidate against the stored state, store the accepted ones; flushes, does not commit."""
+    decided: dict[int, Literal["accepted", "duplicate"] | Rejection] = {}  # by position
+    if not candidates:
+        return decided
+    # lock first: a concurrent request for the same devices commits before we look for stored ids
+    devices = _lock_devices(session, {c.reading.device for c in candidates})
+    stored = set(session.scalars(select(Reading.id).where(Reading.id.in_({c.reading.id for c in candidates}))))
+
+    # 1. what each reading needs alone: not stored yet, a known device, a sane time, the key valid then
+    latest = now + timedelta(seconds=max_future_skew_s)
+    to_verify: list[_Candidate] = []
+    for c in candidates:
+        reading = c.reading
+        if reading.id in stored:
+            decided[c.position] = "duplicate"
+            continue
+        try:
+            device = devices.get(reading.device)
+            if device is None:
+                raise NotFound(f"device {reading.device} is not registered: POST /v1/devices first", code="unknown_device")
+            if c.ts > latest:
+                raise Invalid(f"payload.ts {reading.payload['ts']} is in the future: check the device clock", code="timestamp_in_future")
+            key = device.key_at(naive_utc(c.ts))
+            if key is None:
+                raise Invalid(
+                    f"no key of device {device.id} was valid at {reading.payload['ts']} (registered, rotated or revoked at another time)",
+                    code="key_not_valid",
+                )
+            if key.alg != reading.alg:
+                raise Invalid(f"device {device.id} signs with {key.alg}, the reading says {reading.alg}", code="algorithm_mismatch")
+        except LedgerError as exc:
+            decided[c.position] = exc
+            continue
+        c.key = key
+        to_verify.append(c)
+
+    # 2. signatures, in parallel
+    failures = _verify_all(to_verify)
+
+    # 3. sequencing, in the order the readings were sent
+    accepted: dict[str, _Candidate] = {}  # reading id -> candidate, this request
+    seqs: set[tuple[str, int]] = set()
+    rows: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
+    received_at = naive_utc(now)
+    for c in to_verify:
+        reading, device = c.reading, devices[c.reading.device]
+        if c.position in failures:
+            decided[c.position] = failures[c.position]
+            continue
+        if reading.id in accepted:  # the same reading twice in one request
+            decided[c.position] = "duplicate"
+            continue
+        try:
+            _check_sequence(session, device, reading, c.ts, seqs)
+        except LedgerError as exc:
+            decided[c.position] = exc
+            continue
+        gap = _chain_gap(session, device, reading, accepted)
+        rows.append(
+            {
+                "id": reading.id,
+                "device_id": device.id,
+                "key_id": c.key.id,
+                "seq": reading.seq,
+                "ts": naive_utc(c.ts),
+                "kind": reading.kind,
+                "lot": reading.lot,
+                "envelope": json.dumps(reading.raw, separators=(",", ":"), ensure_ascii=False),
+                "salt": os.urandom(32),
+                "prev_mismatch": gap is not None and gap["kind"] != "restart",
+                "received_at": received_at,
+            }
         )
-    if key.alg != reading.alg:
-        raise Invalid(f"device {device.id} signs with {key.alg}, the reading says {reading.alg}", code="algorithm_mismatch")
-    reading.verify(key.public_key)
+        if gap is not None:
+            gaps.append(gap)
+        accepted[reading.id] = c
+        seqs.add((device.id, reading.seq))
+        device.last_seq, device.last_digest, device.last_ts, device.changed = reading.seq, reading.id, naive_utc(c.ts), True
+        decided[c.position] = "accepted"
 
-    if device.last_seq is not None:
-        if reading.seq == device.last_seq or session.scalar(
-            select(Reading.pk).where(Reading.device_id == device.id, Reading.seq == reading.seq)
-        ):
-            raise Conflict(f"seq {reading.seq} of device {device.id} was already used by another reading", code="replayed")
-        if reading.seq < device.last_seq:
-            raise Conflict(
-                f"seq {reading.seq} is not above the device's last seq {device.last_seq}: sequence numbers must strictly increase",
-                code="sequence_regressed",
-            )
-        if device.last_ts is not None and ts < utc(device.last_ts):
-            raise Conflict(f"payload.ts is before the device's previous reading ({device.last_ts.isoformat()}Z)", code="timestamp_regressed")
-    gap = _chain_gap(session, device, reading)
-
-    session.add(
-        Reading(
-            id=reading.id,
-            device_id=device.id,
-            key_id=key.id,
-            seq=reading.seq,
-            ts=naive_utc(ts),
-            kind=reading.kind,
-            lot=reading.lot,
-            envelope=json.dumps(reading.raw, separators=(",", ":"), ensure_ascii=False),
-            salt=os.urandom(32),
-            prev_mismatch=gap is not None and gap.kind != "restart",
-            received_at=naive_utc(now),
+    # 4. store
+    bulk_insert(session, Reading.__table__, rows)
+    if gaps:
+        session.execute(insert(DeviceGap), gaps)
+    changed = [d for d in devices.values() if d.changed]
+    if changed:
+        table = Device.__table__
+        session.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(
+                last_seq=bindparam("b_seq"), last_digest=bindparam("b_digest"), last_ts=bindparam("b_ts")
+            ),
+            [{"b_id": d.id, "b_seq": d.last_seq, "b_digest": d.last_digest, "b_ts": d.last_ts} for d in changed],
         )
-    )
-    if gap is not None:
-        session.add(gap)
-    device.last_seq, device.last_digest, device.last_ts = reading.seq, reading.id, naive_utc(ts)
     session.flush()
-    return "accepted"
+    return decided
 
 
-def _chain_gap(session: Session, device: Device, reading: SignedReading) -> DeviceGap | None:
-    """How ``reading`` breaks the device's hash chain, if it does (SPEC §1 ``prev``).
+def _lock_devices(session: Session, device_ids: set[str]) -> dict[str, _DeviceState]:
+    """The devices named in a request with their keys, rows locked in id order until commit."""
+    table = Device.__table__
+    rows = session.execute(
+        select(table.c.id, table.c.last_seq, table.c.last_digest, table.c.last_ts)
+        .where(table.c.id.in_(device_ids))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    devices = {row.id: _DeviceState(row.id, row.last_seq, row.last_digest, row.last_ts) for row in rows}
+    if devices:
+        keys = DeviceKeyRecord.__table__
+        for key in session.execute(select(keys).where(keys.c.device_id.in_(devices)).order_by(keys.c.id)):
+            devices[key.device_id].keys.append(key)
+    return devices
+
+
+def _verify_all(candidates: list[_Candidate]) -> dict[int, AttestationError]:
+    """Check every candidate's signature with its key; the failures by position."""
+
+    def verify(chunk: Iterable[_Candidate]) -> list[tuple[int, AttestationError]]:
+        failures = []
+        for c in chunk:
+            try:
+                c.reading.verify(c.key.public_key)
+            except AttestationError as exc:
+                failures.append((c.position, exc))
+        return failures
+
+    chunks = [candidates[i : i + _VERIFY_CHUNK] for i in range(0, len(candidates), _VERIFY_CHUNK)]
+    if len(chunks) <= 1:
+        return dict(verify(candidates))
+    return {position: exc for failures in _verifiers.map(verify, chunks) for position, exc in failures}
+
+
+def _check_sequence(session: Session, device: _DeviceState, reading: SignedReading, ts: datetime,
+                    seqs: set[tuple[str, int]]) -> None:
+    """Raise :class:`Conflict` unless ``reading`` moves its device's sequence forward (SPEC §1)."""
+    if device.last_seq is None:
+        return
+    if reading.seq == device.last_seq or (device.id, reading.seq) in seqs or reading.seq < device.last_seq and session.scalar(
+        select(Reading.pk).where(Reading.device_id == device.id, Reading.seq == reading.seq)
+    ):
+        raise Conflict(f"seq {reading.seq} of device {device.id} was already used by another reading", code="replayed")
+    if reading.seq < device.last_seq:
+        raise Conflict(
+            f"seq {reading.seq} is not above the device's last seq {device.last_seq}: sequence numbers must strictly increase",
+            code="sequence_regressed",
+        )
+    if device.last_ts is not None and ts < utc(device.last_ts):
+        raise Conflict(f"payload.ts is before the device's previous reading ({device.last_ts.isoformat()}Z)", code="timestamp_regressed")
+
+
+def _chain_gap(session: Session, device: _DeviceState, reading: SignedReading,
+               accepted: dict[str, _Candidate]) -> dict[str, Any] | None:
+    """How ``reading`` breaks the device's hash chain, if it does (SPEC §1 ``prev``), as a
+    ``device_gaps`` row.
 
     The reading is authentic (its signature verified), so it is stored either way; the gap is
     recorded for auditors and supervision (fraud cases 10 and 11).
@@ -111,19 +299,21 @@ def _chain_gap(session: Session, device: Device, reading: SignedReading) -> Devi
         return None
     if reading.prev is None:
         kind = "restart"  # first reading after a reboot: allowed, but readings may hide behind it
-    elif session.scalar(select(Reading.pk).where(Reading.id == reading.prev, Reading.device_id == device.id)):
+    elif (reading.prev in accepted and accepted[reading.prev].reading.device == device.id) or session.scalar(
+        select(Reading.pk).where(Reading.id == reading.prev, Reading.device_id == device.id)
+    ):
         kind = "fork"  # prev already has a successor: the key signs in two places
     else:
         kind = "prev_mismatch"  # readings between the last stored one and this were withheld or lost
-    return DeviceGap(
-        device_id=device.id,
-        reading_id=reading.id,
-        kind=kind,
-        seq=reading.seq,
-        previous_seq=device.last_seq,
-        expected_prev=device.last_digest,
-        claimed_prev=reading.prev,
-    )
+    return {
+        "device_id": device.id,
+        "reading_id": reading.id,
+        "kind": kind,
+        "seq": reading.seq,
+        "previous_seq": device.last_seq,
+        "expected_prev": device.last_digest,
+        "claimed_prev": reading.prev,
+    }
 
 
 def _check_rate(limiter: DeviceRateLimiter | None, reading: SignedReading) -> None:
@@ -132,40 +322,3 @@ def _check_rate(limiter: DeviceRateLimiter | None, reading: SignedReading) -> No
             f"device {reading.device} sends faster than {limiter.rate:g} readings/s (burst {limiter.burst}); retry later",
             retry_after=math.ceil(wait),
         )
-
-
-def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None,
-           limiter: DeviceRateLimiter | None = None) -> IngestResult:
-    """Accept one reading (an envelope, or one already parsed); raises :class:`LedgerError` /
-    :class:`AttestationError` on rejection."""
-    reading = envelope if isinstance(envelope, SignedReading) else parse_reading(envelope)
-    _check_rate(limiter, reading)
-    for attempt in (1, 2):
-        try:
-            with db.session() as session:
-                status = _accept(session, reading, now=now or datetime.now(timezone.utc), max_future_skew_s=max_future_skew_s)
-            return IngestResult(reading.id, status)
-        except IntegrityError:
-            if attempt == 2:  # a concurrent insert of the same reading or seq: the second pass names it
-                raise
-    raise AssertionError("unreachable")
-
-
-def ingest_many(db: Database, envelopes: list[Any], *, max_future_skew_s: float, now: datetime | None = None,
-                limiter: DeviceRateLimiter | None = None) -> list[IngestResult]:
-    """Accept each reading on its own (one bad reading does not sink the others), one commit."""
-    now = now or datetime.now(timezone.utc)
-    results: list[IngestResult] = []
-    with db.session() as session:
-        for envelope in envelopes:
-            reading_id = None
-            try:
-                reading = parse_reading(envelope)
-                reading_id = reading.id
-                _check_rate(limiter, reading)
-                with session.begin_nested():
-                    status = _accept(session, reading, now=now, max_future_skew_s=max_future_skew_s)
-                results.append(IngestResult(reading_id, status))
-            except (AttestationError, LedgerError) as exc:
-                results.append(IngestResult(reading_id, "rejected", exc.code, exc.message))
-    return results
