@@ -44,8 +44,20 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address [env PLEDGELEDGER_HOST; default 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port [env PLEDGELEDGER_PORT; default 8000]")] = None,
     batch_interval: Annotated[Optional[float], typer.Option("--batch-interval", help="Seconds between anchored batches [default 5]")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="PLEDGELEDGER_WORKERS",
+            help="HTTP worker processes sharing the port, to use every core for ingestion [env PLEDGELEDGER_WORKERS; "
+            "default 1]. With more than one, this process keeps the chain node, anchoring and MQTT and the workers "
+            "serve requests; the embedded chain cannot be shared, so use managed or an RPC URL.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
+    import os
+
     import uvicorn
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
@@ -56,15 +68,28 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+    if workers > 1 and settings.chain == "embedded":
+        err.print("[red]cannot start[/]: the embedded chain lives inside one process; with --workers > 1 use --chain managed or an RPC URL")
+        raise typer.Exit(2)
     err.print(f"starting: data in {settings.data_dir.resolve()}, chain {settings.chain}")
     try:
         ledger = Ledger.open(settings)
     except (ChainError, SQLAlchemyError, OSError, ValueError) as exc:
         err.print(f"[red]cannot start[/]: {escape(str(exc))}")
         raise typer.Exit(2)
-    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs)")
+    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs)" + (f", {workers} workers" if workers > 1 else ""))
     try:
-        uvicorn.run(create_app(ledger=ledger), host=settings.host, port=settings.port, log_level="info")
+        if workers == 1:
+            uvicorn.run(create_app(ledger=ledger), host=settings.host, port=settings.port, log_level="info")
+        else:  # the workers are spawned (fresh interpreters) and read their settings from here
+            os.environ.update(
+                PLEDGELEDGER_DATA_DIR=str(settings.data_dir.resolve()),
+                PLEDGELEDGER_DB_URL=settings.database_url,
+                PLEDGELEDGER_CHAIN=ledger.chain.rpc_url or "",
+                PLEDGELEDGER_RELAYER_KEY=ledger.chain.client.account.key.to_0x_hex(),
+                PLEDGELEDGER_MQTT_URL="",
+            )
+            uvicorn.run("api.main:worker_app", factory=True, workers=workers, host=settings.host, port=settings.port, log_level="info")
     finally:
         ledger.close()
 

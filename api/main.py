@@ -12,18 +12,19 @@ from api.routes import devices, health, readings, thing_models
 from ledger.service import Ledger
 from ledger.settings import Settings
 
-__all__ = ["MAX_BODY_BYTES", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "create_app", "worker_app"]
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 readings of a few hundred bytes each fit easily
 
 
-def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None) -> FastAPI:
-    """Build the app. With ``ledger`` the caller owns its lifetime; otherwise the app opens and closes one."""
+def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None, start_anchoring: bool = True) -> FastAPI:
+    """Build the app. With ``ledger`` the caller owns its lifetime; otherwise the app opens and
+    closes one (anchoring only if ``start_anchoring``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = ledger is None
-        app.state.ledger = ledger or Ledger.open(settings or Settings())
+        app.state.ledger = ledger or Ledger.open(settings or Settings(), start_anchoring=start_anchoring)
         try:
             yield
         finally:
@@ -50,3 +51,13 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     for module in (health, devices, readings, thing_models):
         app.include_router(module.router)
     return app
+
+
+def worker_app() -> FastAPI:
+    """One HTTP worker process of ``pledgeledger serve --workers N`` (a uvicorn app factory).
+
+    The parent process runs the ledger's single-instance parts (the managed chain node, the
+    anchoring loop, the MQTT bridge) and hands its workers, through ``PLEDGELEDGER_*``
+    variables, the chain as a JSON-RPC URL and the database; a worker serves requests only.
+    """
+    return create_app(Settings(), start_anchoring=False)

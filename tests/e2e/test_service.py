@@ -182,3 +182,35 @@ def test_deploy_to_rpc_then_serve_against_it(tmp_path: Path) -> None:
     finally:
         service.stop()
         node.stop()
+
+
+def test_workers_share_the_port_and_the_parent_anchors(tmp_path: Path, db_url: str) -> None:
+    """`serve --workers 2`: two HTTP worker processes on one port, one anchoring loop in the parent."""
+    from ledger.simulator import SimulatedDevice
+
+    service = Service(tmp_path / "data", db_url)
+    r = service.cli("serve", "--workers", "2", "--chain", "embedded")  # cannot be shared: refused, naming the fix
+    assert r.returncode == 2 and "--chain managed" in r.stdout + r.stderr, r.stdout + r.stderr
+
+    service.env["PLEDGELEDGER_WORKERS"] = "2"
+    try:
+        service.start()
+        children = subprocess.run(["pgrep", "-P", str(service.proc.pid)], capture_output=True, text=True).stdout.split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        assert sum(b"spawn_main" in c for c in commands) == 2, commands  # two spawned workers beside anvil
+
+        operator = json.loads(service.cli("org", "create", "Warehouse", "--role", "operator").stdout)["api_key"]
+        bank = json.loads(service.cli("org", "create", "Bank", "--role", "bank").stdout)["api_key"]
+        devices = [SimulatedDevice(f"wh1-scale-w{i}", "load_cell") for i in range(4)]
+        ids = []
+        for device in devices:  # each request on a new connection: the kernel spreads them over the workers
+            r = httpx.post(f"{service.url}/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator}"}, timeout=30)
+            assert r.status_code == 201, r.text
+            r = httpx.post(f"{service.url}/v1/readings", json=[device.reading({"weight_kg": 10.5}) for _ in range(20)], timeout=30)
+            assert [x["status"] for x in r.json()] == ["accepted"] * 20, r.text
+            ids.append(r.json()[-1]["id"])
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            for reading_id in ids:
+                assert wait_proof(http, reading_id, bank)["anchor"]["status"] == "confirmed"
+    finally:
+        service.stop()
