@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from ledger.batching import seal_batch
 from ledger.chain.base import ChainError
+from ledger.leadership import Leadership
 from ledger.store.db import Database
 from ledger.store.models import Batch, naive_utc
 
@@ -34,13 +35,21 @@ class AnchorMismatch(RuntimeError):
 
 
 class Anchorer:
-    """Seals a batch every ``interval_s`` and anchors sealed batches in index order."""
+    """Seals a batch every ``interval_s`` and anchors sealed batches in index order.
 
-    def __init__(self, db: Database, chain: Any, *, interval_s: float, max_size: int) -> None:
+    With a :class:`~ledger.leadership.Leadership`, the loop works only while this process
+    holds the lease, so any number of instances can run it against one database: one anchors,
+    the others take over within an interval when it dies.
+    """
+
+    def __init__(self, db: Database, chain: Any, *, interval_s: float, max_size: int,
+                 leadership: Leadership | None = None) -> None:
         self.db = db
         self.chain = chain
         self.interval_s = interval_s
         self.max_size = max_size
+        self.leadership = leadership
+        self.leading = False  # this process holds the lease and has reconciled with the chain
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,14 +125,28 @@ class Anchorer:
     # -- the background loop -------------------------------------------------------------------
 
     def start(self) -> None:
-        self.reconcile()
+        if self._lead():
+            self.reconcile()  # at once, so a chain that disagrees with the store fails the start
+            self.leading = True
         self._thread = threading.Thread(target=self._run, name="anchorer", daemon=True)
         self._thread.start()
+
+    def _lead(self) -> bool:
+        """Whether this process may anchor now (takes the lease if it is free)."""
+        if self.leadership is None or self.leadership.acquire():
+            return True
+        self.leading = False  # a lost lease means reconciling again when it is won back
+        return False
 
     def _run(self) -> None:
         backoff = self.interval_s
         while not self._stop.wait(self.interval_s if self.last_error is None else backoff):
             try:
+                if not self._lead():
+                    continue
+                if not self.leading:
+                    self.reconcile()  # another instance may have anchored while we followed
+                    self.leading = True
                 self.tick()
                 self.last_error, backoff = None, self.interval_s
             except (ChainError, AnchorMismatch, OSError) as exc:
@@ -139,3 +162,6 @@ class Anchorer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self.leadership is not None:
+            self.leadership.release()
+        self.leading = False

@@ -14,6 +14,7 @@ from typing import Any
 from ledger import devices, ingest, orgs, proofs
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import Settings
@@ -47,7 +48,8 @@ class Ledger:
         try:
             # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`
             ensure_deployment(chain.client, settings.data_dir, deploy_if_missing=chain.kind != "rpc")
-            anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size)
+            anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size,
+                                leadership=Leadership(db, "anchoring"))
             if start_anchoring:
                 anchorer.start()
             if mqtt is not None:
@@ -74,7 +76,7 @@ class Ledger:
             "status": "ok",
             "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
-            "anchoring": {"last_error": self.anchorer.last_error},
+            "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error},
         }
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:

@@ -214,3 +214,46 @@ def test_workers_share_the_port_and_the_parent_anchors(tmp_path: Path, db_url: s
                 assert wait_proof(http, reading_id, bank)["anchor"]["status"] == "confirmed"
     finally:
         service.stop()
+
+
+def test_two_instances_one_anchors_and_the_other_takes_over_after_kill9(tmp_path: Path, db_url: str) -> None:
+    """Issue 4 scale-out: two services on one database and one chain; exactly one anchors; a
+    kill -9 of that one hands anchoring to the other within seconds, and nothing is lost."""
+    from ledger.chain.backends import ANVIL_DEV_KEY, AnvilNode
+    from ledger.simulator import SimulatedDevice
+
+    node = AnvilNode(tmp_path / "chain")
+    node.start()
+    services = [Service(tmp_path / "data", db_url) for _ in range(2)]
+    for s in services:
+        s.env.update(PLEDGELEDGER_CHAIN=node.url, PLEDGELEDGER_RELAYER_KEY=ANVIL_DEV_KEY)
+    try:
+        assert services[0].cli("deploy", "--rpc", node.url).returncode == 0
+        healths = [s.start() for s in services]
+        leaders = [h["anchoring"]["leader"] for h in healths]
+        assert sorted(leaders) == [False, True], healths
+        leader, follower = (services[0], services[1]) if leaders[0] else (services[1], services[0])
+
+        operator = json.loads(leader.cli("org", "create", "Warehouse", "--role", "operator").stdout)["api_key"]
+        bank = json.loads(leader.cli("org", "create", "Bank", "--role", "bank").stdout)["api_key"]
+        device = SimulatedDevice("wh1-scale-ha", "load_cell")
+        r = httpx.post(f"{follower.url}/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator}"}, timeout=30)
+        assert r.status_code == 201, r.text
+        first = [httpx.post(f"{s.url}/v1/readings", json=device.reading({"weight_kg": 7.5}), timeout=30).json()["id"] for s in services]
+        with httpx.Client(base_url=follower.url, timeout=30) as http:
+            assert {wait_proof(http, i, bank)["anchor"]["index"] for i in first} == {0}  # one batch, anchored once
+
+        leader.kill9()
+        killed = time.monotonic()
+        later = httpx.post(f"{follower.url}/v1/readings", json=device.reading({"weight_kg": 7.5}), timeout=30).json()["id"]
+        with httpx.Client(base_url=follower.url, timeout=30) as http:
+            bundle = wait_proof(http, later, bank)
+            assert time.monotonic() - killed < 15
+            assert bundle["anchor"]["index"] == 1
+            assert http.get("/healthz").json()["anchoring"]["leader"] is True
+        r = follower.cli("verify", "-", "--rpc", node.url, input=json.dumps(bundle))
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        for s in services:
+            s.stop()
+        node.stop()

@@ -1,0 +1,66 @@
+"""Exactly one anchoring leader per database, and a fast takeover when it dies (kill -9)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from ledger.leadership import Leadership
+from ledger.settings import normalise_db_url
+from ledger.store.db import Database
+from tests.conftest import ROOT
+
+
+def test_one_leader_at_a_time(db_url: str) -> None:
+    db = Database(normalise_db_url(db_url))
+    first, second = Leadership(db, "anchoring"), Leadership(db, "anchoring")
+    try:
+        assert first.acquire() and first.held()
+        assert first.acquire()  # re-entrant for its holder
+        assert not second.acquire() and not second.held()
+        assert Leadership(db, "other-job").acquire()  # leases are per name
+        first.release()
+        assert not first.held()
+        assert second.acquire() and second.held()
+        assert not first.acquire()
+    finally:
+        first.release()
+        second.release()
+        db.dispose()
+
+
+def test_takeover_within_seconds_after_kill9(db_url: str) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from ledger.leadership import Leadership
+            from ledger.settings import normalise_db_url
+            from ledger.store.db import Database
+            lease = Leadership(Database(normalise_db_url({db_url!r})), "anchoring")
+            assert lease.acquire()
+            print("leading", flush=True)
+            time.sleep(600)
+        """)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    db = Database(normalise_db_url(db_url))
+    follower = Leadership(db, "anchoring")
+    try:
+        assert holder.stdout.readline().strip() == "leading"
+        assert not follower.acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        died = time.monotonic()
+        while not follower.acquire():
+            assert time.monotonic() - died < 5, "no takeover within 5 s of the leader's death"
+            time.sleep(0.1)
+        assert follower.held()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        follower.release()
+        db.dispose()
