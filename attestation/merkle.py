@@ -15,13 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from eth_hash.auto import keccak
+from sha3 import keccak_256  # safe-pysha3: a C extension, ~5x faster per hash than eth_hash's default
 
 from attestation.encoding import to_hex
 
 __all__ = ["LEAF_ENCODING", "StandardTree", "leaf_hash", "node_hash", "process_proof"]
 
 LEAF_ENCODING = ["bytes32", "bytes32"]
+
+
+def keccak(data: bytes) -> bytes:
+    """Ethereum's keccak256 (not NIST SHA3-256)."""
+    return keccak_256(data).digest()
 
 
 def leaf_hash(salt: bytes, digest: bytes) -> bytes:

@@ -7,10 +7,11 @@ proof later is one row read, whatever the number of stored readings.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attestation.merkle import StandardTree
+from ledger.store.db import bulk_update
 from ledger.store.models import Batch, Reading
 
 __all__ = ["batch_tree", "seal_batch"]
@@ -32,12 +33,11 @@ def seal_batch(session: Session, *, max_size: int) -> Batch | None:
     batch = Batch(index=index, status="sealed", root=tree.root, count=len(rows))
     session.add(batch)
     session.flush()
-    session.execute(
-        update(Reading),
-        [
-            {"pk": pk, "batch_index": index, "leaf_index": i, "proof": b"".join(tree.proof(i))}
-            for i, (pk, _, _) in enumerate(rows)
-        ],
+    bulk_update(
+        session,
+        Reading.__table__,
+        "pk",
+        [{"pk": pk, "batch_index": index, "leaf_index": i, "proof": b"".join(tree.proof(i))} for i, (pk, _, _) in enumerate(rows)],
     )
     return batch
 

@@ -11,12 +11,12 @@ import psycopg
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, create_engine, event, insert, text
+from sqlalchemy import Table, bindparam, create_engine, event, insert, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert"]
+__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update"]
 
 #: What a rejected insert of a duplicate raises, through SQLAlchemy or straight from a COPY.
 UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (IntegrityError, psycopg.errors.IntegrityError)
@@ -82,6 +82,34 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
+
+
+def bulk_update(session: Session, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Set columns of many rows, each found by its ``key`` column, in the session's transaction.
+
+    On PostgreSQL the new values are ``COPY``-ed into a temporary table and applied by one
+    ``UPDATE … FROM`` (a 65,536-reading batch seals in well under a second instead of many);
+    elsewhere an ``executemany``. Every row must name the same columns.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    columns = [c for c in rows[0] if c != key]
+    if connection.dialect.name != "postgresql":
+        statement = update(table).where(table.c[key] == bindparam("_key")).values({c: bindparam(c) for c in columns})
+        session.execute(statement, [{"_key": row[key], **{c: row[c] for c in columns}} for row in rows])
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    staging = f"_bulk_{table.name}"
+    types = ", ".join(f"{quote(c)} {table.c[c].type.compile(connection.dialect)}" for c in [key, *columns])
+    with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({types}) ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY {staging} ({', '.join(quote(c) for c in [key, *columns])}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[key], *(row[c] for c in columns)])
+        assignments = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in columns)
+        cursor.execute(f"UPDATE {table.name} AS t SET {assignments} FROM {staging} AS s WHERE t.{quote(key)} = s.{quote(key)}")
+        cursor.execute(f"TRUNCATE {staging}")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
