@@ -12,7 +12,7 @@ reading is (or already was) stored; ``duplicate`` answers an identical re-delive
 whose acknowledgement was lost simply publishes the same reading again). Codes are those of
 the HTTP API plus ``topic_mismatch`` (the topic's device id is not ``payload.device``),
 ``invalid_json`` (not UTF-8 JSON) and ``internal_error`` (an unexpected failure, logged; the
-device should retry later).
+device should retry later; the bridge itself never sends it, see below).
 
 Delivery guarantees
 -------------------
@@ -27,6 +27,11 @@ Delivery guarantees
   subscription and the QoS-1 readings published while the bridge is down are kept by the
   broker (up to its own queue limits, e.g. Mosquitto's ``max_queued_messages``) and delivered
   when it reconnects.
+* **Failures are retried, not answered.** When storing fails for a reason that is not the
+  reading's fault (the database down or restarting), the bridge keeps the message
+  unacknowledged and tries again with exponential backoff (up to ``retry_max_delay_s``); the
+  device's later readings wait behind it, and if the bridge stops meanwhile the broker delivers
+  the message again next session. Nothing the broker handed over is lost.
 * **Order.** Messages are processed off the network thread on worker threads chosen by device
   id, so each device's readings are ingested in the order the broker delivered them.
   ``Receive Maximum`` bounds how many unacknowledged readings the broker sends at once.
@@ -216,6 +221,7 @@ class MqttBridge:
         keepalive_s: int = 30,
         reconnect_min_delay_s: float = 1,
         reconnect_max_delay_s: float = 60,
+        retry_max_delay_s: float = 30,
         topic_root: str = TOPIC_ROOT,
     ) -> None:
         if not client_id:
@@ -236,6 +242,8 @@ class MqttBridge:
         self.receive_maximum = receive_maximum
         self.keepalive_s = keepalive_s
         self.reconnect_delay_s = (reconnect_min_delay_s, reconnect_max_delay_s)
+        self.retry_max_delay_s = retry_max_delay_s
+        self._stopping = threading.Event()
         self.accepted = 0
         self.duplicates = 0
         self.rejected = 0
@@ -261,6 +269,7 @@ class MqttBridge:
         if self._running:
             return
         self._running = True
+        self._stopping.clear()
         self._queues = [queue.Queue() for _ in range(self.workers)]
         self._threads = [
             threading.Thread(target=self._work, args=(q,), name=f"mqtt-bridge-worker-{i}", daemon=True)
@@ -303,6 +312,7 @@ class MqttBridge:
         if not self._running:
             return
         self._running = False
+        self._stopping.set()  # ends a retry in progress, its message unacknowledged
         for q in self._queues:
             q.put(_STOP)
         for thread in self._threads:
@@ -391,7 +401,15 @@ class MqttBridge:
                 log.exception("mqtt bridge failed to answer %s (mid %d)", item.device, item.mid)
 
     def _process(self, msg: _Message) -> None:
-        answer = handle_reading(self.db, msg.device, msg.payload, max_future_skew_s=self.max_future_skew_s)
+        delay = 0.25
+        while True:
+            answer = handle_reading(self.db, msg.device, msg.payload, max_future_skew_s=self.max_future_skew_s)
+            if answer["code"] != "internal_error":
+                break
+            log.warning("mqtt reading from %s (mid %d) not stored; retrying in %.2g s", msg.device, msg.mid, delay)
+            if self._stopping.wait(delay):
+                return  # unacknowledged: the broker delivers it again next session
+            delay = min(delay * 2, self.retry_max_delay_s)
         with self._lock:
             if answer["status"] == "accepted":
                 self.accepted += 1
