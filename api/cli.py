@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -172,15 +173,15 @@ def org_device_ca(
 
 @app.command()
 def verify(
-    file: Annotated[Path, typer.Argument(help="Proof bundle JSON (GET /v1/readings/{id}/proof); - for stdin")],
+    file: Annotated[Path, typer.Argument(help="Proof bundle (GET /v1/readings/{id}/proof) or multiproof bundle (GET /v1/batches/{index}/multiproof) JSON; - for stdin")],
     rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the bundle's chain")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Verify a proof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
+    """Verify a proof or multiproof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
 
     Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
     """
-    from attestation.bundle import chain_query, verify_bundle
+    from attestation.bundle import ChainFacts, chain_queries, verify_any
     from attestation.errors import AttestationError
     from ledger.chain.base import ChainError
     from ledger.chain.client import ChainReader
@@ -193,15 +194,13 @@ def verify(
         raise typer.Exit(2)
     reader = ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30})))
     try:
-        facts = reader.chain_facts(chain_query(bundle))
+        facts = reader.chain_facts_many(chain_queries(bundle))
     except AttestationError:
-        facts = None  # malformed bundle: verify_bundle names the failed check
+        facts = [ChainFacts(chain_id=-1, contract="", root=None, device_key=None)]  # malformed: verify_any names the failed check
     except ChainError as exc:
         err.print(f"[red]cannot read the chain at {rpc}[/]: {exc}")
         raise typer.Exit(2)
-    from attestation.bundle import ChainFacts
-
-    report = verify_bundle(bundle, facts or ChainFacts(chain_id=-1, contract="", root=None, device_key=None))
+    report = verify_any(bundle, facts)
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
@@ -210,6 +209,85 @@ def verify(
             out.print(f"{mark} {check.name:<10} {check.detail}", highlight=False)
         out.print("[bold green]bundle verified[/]" if report.ok else f"[bold red]bundle NOT verified[/]: failed {', '.join(report.failed)}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def audit(
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the ledger's chain")],
+    contract: Annotated[Optional[str], typer.Option(help="ReadingAnchor address [default: the deployment recorded in the data dir for the node's chain]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Readings fetched from the database at a time")] = 2000,
+    max_findings: Annotated[int, typer.Option("--max-findings", min=1, help="Findings listed (all are counted)")] = 1000,
+) -> None:
+    """Audit the ledger against the chain, trusting neither the database nor the service.
+
+    Re-verifies every stored reading (digest, signature, the device key valid at its time in the
+    database and on chain, its stored proof), recomputes every batch root and compares it with
+    rootOf on chain, matches checkpoints and batches one to one and walks their links, and lists
+    per device the sequence gaps, broken prev links and key history. Exits 0 when nothing is
+    wrong, 1 naming every finding otherwise, 2 when the database or the chain cannot be read.
+    """
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ledger.audit import open_audit_chain, run_audit
+    from ledger.chain.base import ChainError
+    from ledger.store.db import Database
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    db = Database(settings.database_url)
+    columns = (TextColumn("auditing readings"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        chain = open_audit_chain(rpc, settings.data_dir, contract=contract)
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("audit", total=None)
+            report = run_audit(db, chain, chunk_size=chunk_size, max_findings=max_findings,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (ChainError, SQLAlchemyError) as exc:
+        err.print(f"[red]cannot audit[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_audit(report.as_dict())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_audit(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Column, Table
+
+    chain, counts = report["chain"], report["counts"]
+    out.print(f"[bold]audit[/] of chain {chain['id']}, anchor {chain['contract']}: {chain['checkpoints']} checkpoints on chain", highlight=False)
+    out.print(f"  {counts['batches']} batches ({counts['pending_batches']} not anchored yet), {counts['readings']} readings "
+              f"({counts['pending_readings']} not batched yet), {counts['devices']} devices", highlight=False)
+    devices = Table(Column("device", overflow="fold"), "readings", "seq", "seq gaps", "prev gaps", "keys (db / chain)",
+                    title="devices", title_justify="left")
+    for d in report["devices"]:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(g["kind"] for g in d["gaps"]).items())) or "none"
+        kinds += f" (first {len(d['gaps'])} of {d['gap_count']})" if d["gap_count"] > len(d["gaps"]) else ""
+        span = f"{d['first_seq']}..{d['last_seq']}" if d["readings"] else "-"
+        devices.add_row(escape(d["id"]), str(d["readings"]), span, str(d["seq_gap_count"]), kinds, f"{len(d['keys'])} / {len(d['chain_keys'])}")
+    if report["devices"]:
+        out.print(devices)
+    if report["findings"]:
+        out.print("[bold]findings[/]")
+        for f in report["findings"]:
+            where = ", ".join(f"{k} {f[k]}" for k in ("batch", "device", "reading") if k in f)
+            mark = "[red]ERROR[/]" if f["severity"] == "error" else "[yellow]warn [/]"
+            out.print(f"{mark} {f['kind']} ({escape(where)})\n      {escape(f['message'])}", highlight=False)
+        if report["findings_truncated"]:
+            out.print(f"  (first {len(report['findings'])} listed; by kind: {report['findings_by_kind']})", highlight=False)
+    if report["ok"]:
+        out.print(f"[bold green]audit clean[/]: every reading, root and checkpoint matches the chain ({report['warnings']} warnings)")
+    else:
+        kinds = ", ".join(f"{n} {k}" for k, n in report["findings_by_kind"].items())
+        out.print(f"[bold red]audit FAILED[/]: {report['errors']} errors ({kinds})", highlight=False)
 
 
 @app.command()

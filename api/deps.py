@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,7 +11,7 @@ from ledger.errors import Forbidden, Unauthorized
 from ledger.service import Ledger
 from ledger.store.models import Organisation
 
-__all__ = ["CurrentOrg", "LedgerDep", "Operator"]
+__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "require_role"]
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -30,10 +31,21 @@ def current_org(request: Request, ledger: LedgerDep) -> Organisation:
 CurrentOrg = Annotated[Organisation, Depends(current_org)]
 
 
-def operator(org: CurrentOrg) -> Organisation:
-    if org.role != "operator":
-        raise Forbidden(f"this needs a warehouse operator's key; yours is a {org.role}'s", code="role_forbidden")
-    return org
+#: How an answer names the organisation a route needs.
+_ROLE_NAMES = {"operator": "a warehouse operator", "auditor": "an auditor"}
 
 
-Operator = Annotated[Organisation, Depends(operator)]
+def require_role(role: str) -> Callable[[Organisation], Organisation]:
+    """A dependency that lets only organisations of ``role`` through (403 ``role_forbidden``)."""
+
+    def check(org: CurrentOrg) -> Organisation:
+        if org.role != role:
+            yours = ("an " if org.role[:1] in "aeiou" else "a ") + org.role
+            raise Forbidden(f"this needs {_ROLE_NAMES.get(role, 'a ' + role)}'s key; yours is {yours}'s", code="role_forbidden")
+        return org
+
+    return check
+
+
+Operator = Annotated[Organisation, Depends(require_role("operator"))]
+Auditor = Annotated[Organisation, Depends(require_role("auditor"))]

@@ -13,20 +13,25 @@ Modules:
 - :mod:`attestation.devices`    key fingerprints and registration proof of possession
 - :mod:`attestation.readings`   the signed reading (SPEC §1) in its JSON and COSE envelopes, and its digest
 - :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
-- :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees and proofs
-- :mod:`attestation.bundle`     the proof bundle (SPEC §4) and its verifier
+- :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
+- :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
 - :mod:`attestation.errors`     the error tree
 """
 
 from attestation.bundle import (
     BUNDLE_FORMAT,
+    MULTIPROOF_FORMAT,
     AnchorQuery,
     ChainFacts,
     CheckResult,
     OnChainKey,
     VerificationReport,
+    chain_queries,
     chain_query,
+    key_valid_at,
+    verify_any,
     verify_bundle,
+    verify_multiproof_bundle,
 )
 from attestation.devices import key_fingerprint, pop_message, verify_pop
 from attestation.encoding import canonical_json
@@ -37,7 +42,15 @@ from attestation.errors import (
     InvalidSignature,
     UnsupportedAlgorithm,
 )
-from attestation.merkle import leaf_hash, node_hash, process_proof, StandardTree
+from attestation.merkle import (
+    MultiProof,
+    StandardTree,
+    leaf_hash,
+    node_hash,
+    process_multiproof,
+    process_proof,
+    verify_multiproof,
+)
 from attestation.readings import SignedReading, parse_cose_reading, parse_reading, validate_payload
 from attestation.signatures import ALGORITHMS, verify_signature
 
@@ -51,22 +64,30 @@ __all__ = [
     "InvalidKey",
     "InvalidReading",
     "InvalidSignature",
+    "MULTIPROOF_FORMAT",
+    "MultiProof",
     "OnChainKey",
     "SignedReading",
     "StandardTree",
     "UnsupportedAlgorithm",
     "VerificationReport",
     "canonical_json",
+    "chain_queries",
     "chain_query",
     "key_fingerprint",
+    "key_valid_at",
     "leaf_hash",
     "node_hash",
     "parse_cose_reading",
     "parse_reading",
     "pop_message",
+    "process_multiproof",
     "process_proof",
     "validate_payload",
+    "verify_any",
     "verify_bundle",
+    "verify_multiproof",
+    "verify_multiproof_bundle",
     "verify_pop",
     "verify_signature",
 ]

@@ -176,8 +176,9 @@ def describe_device(device: Device) -> dict[str, Any]:
     }
 
 
-def device_gaps(session: Session, device: Device) -> list[dict[str, Any]]:
-    rows = session.scalars(select(DeviceGap).where(DeviceGap.device_id == device.id).order_by(DeviceGap.id))
+def device_gaps(session: Session, device: Device, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The device's recorded hash-chain gaps, oldest first (the first ``limit`` of them)."""
+    rows = session.scalars(select(DeviceGap).where(DeviceGap.device_id == device.id).order_by(DeviceGap.id).limit(limit))
     return [
         {
             "kind": g.kind,

@@ -1,4 +1,11 @@
-"""Proof bundles (SPEC §4) from stored readings and their anchored batches."""
+"""Proof bundles (SPEC §4), multiproof bundles and tree exports from stored readings and batches.
+
+- :func:`proof_bundle`: one reading and its single-leaf proof (``pledgeledger.proof/1``);
+- :func:`multiproof_bundle`: every reading of one lot in one batch with one OpenZeppelin
+  multiproof (``pledgeledger.multiproof/1``, see :mod:`attestation.bundle`);
+- :func:`tree_export`: a whole batch as an OpenZeppelin ``StandardMerkleTree.dump()``, salts
+  included (auditors only: the salts of every reading in it are disclosed).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +17,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attestation.bundle import BUNDLE_FORMAT
+from attestation.bundle import BUNDLE_FORMAT, MULTIPROOF_FORMAT
 from attestation.encoding import to_hex
 from attestation.merkle import leaf_hash
+from ledger.batching import batch_tree
 from ledger.errors import NotFound, ProofPending
 from ledger.store.models import Batch, DeviceKeyRecord, Reading, utc
 
-__all__ = ["get_reading", "proof_bundle"]
+__all__ = ["get_batch", "get_reading", "multiproof_bundle", "proof_bundle", "split_proof", "tree_export"]
 
 
 def get_reading(session: Session, reading_id: str) -> Reading:
@@ -24,6 +32,49 @@ def get_reading(session: Session, reading_id: str) -> Reading:
     if reading is None:
         raise NotFound(f"no reading with id {reading_id}: ids are the 64-hex SHA-256 digest of the payload", code="reading_not_found")
     return reading
+
+
+def get_batch(session: Session, index: int) -> Batch:
+    batch = session.get(Batch, index)
+    if batch is None:
+        raise NotFound(f"no batch {index}: batches are numbered 0, 1, 2, … as they are sealed", code="batch_not_found")
+    return batch
+
+
+def split_proof(proof: bytes | None) -> list[bytes]:
+    """A stored proof (concatenated 32-byte siblings) as its list of siblings."""
+    proof = proof or b""
+    return [proof[i : i + 32] for i in range(0, len(proof), 32)]
+
+
+def _anchor(batch: Batch) -> dict[str, Any]:
+    return {
+        "chain_id": batch.chain_id,
+        "contract": batch.contract,
+        "index": batch.index,
+        "tx_hash": batch.tx_hash,
+        "block_number": batch.block_number,
+        "status": batch.status,
+    }
+
+
+def _entry(reading: Reading, key: DeviceKeyRecord) -> dict[str, Any]:
+    """What a bundle says about one reading: the reading as received, digest, salt, leaf, device key."""
+    digest = bytes.fromhex(reading.id)
+    return {
+        "reading": json.loads(reading.envelope),
+        "digest": to_hex(digest),
+        "salt": to_hex(reading.salt),
+        "leaf": to_hex(leaf_hash(reading.salt, digest)),
+        "device": {"id": reading.device_id, "alg": key.alg, "public_key": key.public_key},
+    }
+
+
+def _pending(what: str, batch: Batch | None, received_at: datetime, interval_s: float) -> ProofPending:
+    waited = (datetime.now(timezone.utc) - utc(received_at)).total_seconds()
+    retry = max(1, math.ceil(interval_s - waited % interval_s)) if batch is None else 1
+    state = "waiting for the next batch" if batch is None else f"batch {batch.index} {batch.status}"
+    return ProofPending(f"{what} stored but not anchored yet ({state})", retry_after=retry)
 
 
 def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dict[str, Any]:
@@ -34,30 +85,60 @@ def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dic
     reading = get_reading(session, reading_id)
     batch = session.get(Batch, reading.batch_index) if reading.batch_index is not None else None
     if batch is None or batch.status != "confirmed":
-        waited = (datetime.now(timezone.utc) - utc(reading.received_at)).total_seconds()
-        retry = max(1, math.ceil(interval_s - waited % interval_s)) if batch is None else 1
-        raise ProofPending(
-            f"reading {reading.id} is stored but not anchored yet ({'waiting for the next batch' if batch is None else 'batch ' + str(batch.index) + ' ' + batch.status})",
-            retry_after=retry,
-        )
-    key = session.get(DeviceKeyRecord, reading.key_id)
-    digest = bytes.fromhex(reading.id)
-    proof = reading.proof or b""
+        raise _pending(f"reading {reading.id} is", batch, reading.received_at, interval_s)
+    entry = _entry(reading, session.get(DeviceKeyRecord, reading.key_id))
     return {
         "format": BUNDLE_FORMAT,
-        "reading": json.loads(reading.envelope),
-        "digest": to_hex(digest),
-        "salt": to_hex(reading.salt),
-        "leaf": to_hex(leaf_hash(reading.salt, digest)),
-        "proof": [to_hex(proof[i : i + 32]) for i in range(0, len(proof), 32)],
+        "reading": entry["reading"],
+        "digest": entry["digest"],
+        "salt": entry["salt"],
+        "leaf": entry["leaf"],
+        "proof": [to_hex(p) for p in split_proof(reading.proof)],
         "root": to_hex(batch.root),
-        "device": {"id": reading.device_id, "alg": key.alg, "public_key": key.public_key},
-        "anchor": {
-            "chain_id": batch.chain_id,
-            "contract": batch.contract,
-            "index": batch.index,
-            "tx_hash": batch.tx_hash,
-            "block_number": batch.block_number,
-            "status": batch.status,
-        },
+        "device": entry["device"],
+        "anchor": _anchor(batch),
     }
+
+
+def multiproof_bundle(session: Session, index: int, lot: str, *, interval_s: float) -> dict[str, Any]:
+    """Every reading of ``lot`` in batch ``index`` with one OpenZeppelin multiproof.
+
+    ``readings`` are in the order of the multiproof's leaves, and ``multiproof`` is what
+    ``StandardMerkleTree.getMultiProof`` returns (``leaves`` as ``[salt, digest]`` values).
+    Raises :class:`NotFound` for an unknown batch or a lot with no readings in it, and
+    :class:`ProofPending` until the batch is confirmed.
+    """
+    batch = get_batch(session, index)
+    if batch.status != "confirmed":
+        raise _pending(f"batch {index} is", batch, batch.sealed_at, interval_s)
+    rows = list(session.scalars(select(Reading).where(Reading.batch_index == index, Reading.lot == lot)))
+    if not rows:
+        raise NotFound(f"batch {index} holds no reading of lot {lot!r}", code="lot_not_in_batch")
+    tree = batch_tree(session, index)
+    value_of = {digest.hex(): i for i, (_, digest) in enumerate(tree.values)}
+    order, multiproof = tree.multiproof([value_of[r.id] for r in rows])
+    by_id = {r.id: r for r in rows}
+    keys = {k.id: k for k in session.scalars(select(DeviceKeyRecord).where(DeviceKeyRecord.id.in_({r.key_id for r in rows})))}
+    entries = [_entry(row, keys[row.key_id]) for row in (by_id[tree.values[i][1].hex()] for i in order)]
+    return {
+        "format": MULTIPROOF_FORMAT,
+        "lot": lot,
+        "readings": entries,
+        "multiproof": {
+            "leaves": [[e["salt"], e["digest"]] for e in entries],
+            "proof": [to_hex(p) for p in multiproof.proof],
+            "proofFlags": multiproof.proof_flags,
+        },
+        "root": to_hex(batch.root),
+        "anchor": _anchor(batch),
+    }
+
+
+def tree_export(session: Session, index: int) -> dict[str, Any]:
+    """Batch ``index`` as OpenZeppelin ``StandardMerkleTree.dump()`` JSON (``standard-v1``).
+
+    ``StandardMerkleTree.load()`` accepts it as it is; the extra ``anchor`` member (ignored by
+    ``load``) says where its root is anchored: compare ``tree[0]`` with ``rootOf(anchor.index)``.
+    """
+    batch = get_batch(session, index)
+    return {**batch_tree(session, index).dump(), "anchor": _anchor(batch)}

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import devices, ingest, orgs, proofs
+from ledger import audit, devices, ingest, orgs, proofs
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.leadership import Leadership
@@ -132,6 +132,20 @@ class Ledger:
     def proof(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.proof_bundle(session, reading_id, interval_s=self.settings.batch_interval_s)
+
+    def multiproof(self, index: int, lot: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return proofs.multiproof_bundle(session, index, lot, interval_s=self.settings.batch_interval_s)
+
+    def batch_tree(self, index: int) -> dict[str, Any]:
+        with self.db.session() as session:
+            return proofs.tree_export(session, index)
+
+    def audit(self) -> dict[str, Any]:
+        return audit.run_audit(self.db, self.chain.client).as_dict()
+
+    def device_history(self, device_id: str) -> dict[str, Any]:
+        return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
 
 
 def _device_view(device: Any, tx_hash: str | None) -> dict[str, Any]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.deps import CurrentOrg, LedgerDep, Operator
+from api.deps import Auditor, CurrentOrg, LedgerDep, Operator
 from api.schemas import DeviceCreate, DevicePublic, GapPublic, KeyRotation, Revocation
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -36,3 +36,11 @@ def revoke(device_id: str, body: Revocation, operator: Operator, ledger: LedgerD
 def gaps(device_id: str, org: CurrentOrg, ledger: LedgerDep) -> list[dict]:
     """Withheld or lost readings (``prev_mismatch``), one key in two places (``fork``), reboots (``restart``)."""
     return ledger.device_gaps(org, device_id)
+
+
+@router.get("/{device_id}/history", summary="The device audited: readings, sequence gaps, prev links, keys on chain (auditors)")
+def history(device_id: str, _: Auditor, ledger: LedgerDep) -> dict:
+    """Every stored reading of the device re-verified (digest, signature with the key valid at its
+    time, that key on chain, stored proof), its sequence gaps and recorded hash-chain gaps, and its
+    key history next to ``keysOf`` on chain. Same shape as ``GET /v1/audit``, for one device."""
+    return ledger.device_history(device_id)

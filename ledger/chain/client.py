@@ -22,6 +22,7 @@ import ast
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -40,7 +41,7 @@ from web3.exceptions import (
     Web3RPCError,
 )
 
-from attestation.bundle import AnchorQuery, ChainFacts, OnChainKey
+from attestation.bundle import AnchorQuery, ChainFacts, OnChainKey, key_valid_at
 from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import (
     ALG_CODES,
@@ -374,6 +375,23 @@ class ChainReader:
         key = self.key_at(registry, query.device, query.timestamp)
         on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
         return ChainFacts(chain_id=self.chain_id, contract=query.contract, root=root, device_key=on_chain)
+
+    def chain_facts_many(self, queries: Sequence[AnchorQuery]) -> list[ChainFacts]:
+        """:meth:`chain_facts` for every reading of a bundle (``attestation.chain_queries``).
+
+        The checkpoint is read once (from the first query); each device's key history is read
+        once with ``keysOf`` and resolved at each reading's time as ``keyAt`` resolves it. The
+        queries of one bundle all name the same chain, contract and checkpoint.
+        """
+        first = self.chain_facts(queries[0])
+        if first.chain_id != queries[0].chain_id:  # the wrong chain: nothing more is read
+            return [first] * len(queries)
+        registry = self.device_registry_of(first.contract)
+        histories = {
+            device: [OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.device_keys(registry, device)]
+            for device in {q.device for q in queries}
+        }
+        return [replace(first, device_key=key_valid_at(histories[q.device], q.timestamp)) for q in queries]
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -58,3 +58,56 @@ def test_verify_unreadable_input(cli, tmp_path: Path) -> None:  # type: ignore[n
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert cli("verify", str(bad), "--rpc", "http://127.0.0.1:1").exit_code == 2
+
+
+@pytest.mark.anvil
+def test_audit_and_multiproof_verify_against_a_node(cli, tmp_path: Path, ledger_factory) -> None:  # type: ignore[no-untyped-def]
+    """pledgeledger audit and verify through JSON-RPC to the managed anvil the service anchors on."""
+    from sqlalchemy import select, update
+
+    from ledger.orgs import create_organisation
+    from ledger.simulator import SimulatedDevice
+    from ledger.store.models import Organisation, Reading
+    from tests.ledger.chain.test_chain import need_anvil
+
+    need_anvil()
+    data_dir, db_url = tmp_path / "data", f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    ledger = ledger_factory(db_url, chain="managed", data_dir=data_dir)
+    with ledger.db.session() as session:
+        org_id = create_organisation(session, name="WH", role="operator").id
+    with ledger.db.session() as session:
+        operator = session.get(Organisation, org_id)
+    device = SimulatedDevice("wh1-scale-cli", "load_cell", lot="LOT-CLI")
+    ledger.register_device(operator, device.registration())
+    ids = [ledger.ingest(device.reading({"weight_kg": 20.0 + i})).id for i in range(4)]
+    ledger.anchorer.tick()
+    rpc = ledger.chain.rpc_url
+    audit = ("audit", "--rpc", rpc, "--data-dir", str(data_dir), "--db-url", db_url)
+
+    r = cli(*audit, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["ok"] is True
+    r = cli(*audit)
+    assert r.exit_code == 0 and "audit clean" in r.output, r.output
+    assert cli(*audit, "--contract", ledger.chain.client.anchor_address).exit_code == 0
+    assert cli(*audit, "--contract", ledger.chain.client.registry_address).exit_code == 2  # not an anchor
+    assert cli("audit", "--rpc", "http://127.0.0.1:1", "--data-dir", str(data_dir), "--db-url", db_url).exit_code == 2
+
+    bundle = tmp_path / "multi.json"
+    bundle.write_text(json.dumps(ledger.multiproof(0, "LOT-CLI")))
+    r = cli("verify", str(bundle), "--rpc", rpc)
+    assert r.exit_code == 0 and "bundle verified" in r.output, r.output
+    tampered = json.loads(bundle.read_text())
+    tampered["multiproof"]["proofFlags"] = [not f for f in tampered["multiproof"]["proofFlags"]]
+    bundle.write_text(json.dumps(tampered))
+    r = cli("verify", str(bundle), "--rpc", rpc)
+    assert r.exit_code == 1 and "failed multiproof" in r.output, r.output
+
+    with ledger.db.session() as session:  # one salt altered in the database
+        session.execute(update(Reading).where(Reading.id == ids[2]).values(salt=bytes(32)))
+        assert session.scalar(select(Reading.salt).where(Reading.id == ids[2])) == bytes(32)
+    r = cli(*audit, "--json")
+    assert r.exit_code == 1
+    assert ids[2] in {f.get("reading") for f in json.loads(r.output)["findings"]}
+    r = cli(*audit)
+    assert r.exit_code == 1 and "audit FAILED" in r.output and ids[2] in r.output.replace("\n", ""), r.output

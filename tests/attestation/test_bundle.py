@@ -7,10 +7,20 @@ import os
 
 import pytest
 
-from attestation.bundle import BUNDLE_FORMAT, ChainFacts, OnChainKey, chain_query, verify_bundle
+from attestation.bundle import (
+    BUNDLE_FORMAT,
+    MULTIPROOF_FORMAT,
+    ChainFacts,
+    OnChainKey,
+    chain_queries,
+    chain_query,
+    verify_any,
+    verify_bundle,
+    verify_multiproof_bundle,
+)
 from attestation.devices import key_fingerprint
 from attestation.encoding import to_hex
-from attestation.merkle import StandardTree
+from attestation.merkle import StandardTree, leaf_hash
 from attestation.readings import parse_reading
 from ledger.simulator import SimulatedDevice
 
@@ -118,4 +128,116 @@ def test_garbage_never_raises() -> None:
     _, facts, _ = make()
     for garbage in [None, [], {"format": BUNDLE_FORMAT}, {"format": BUNDLE_FORMAT, "reading": 3}]:
         report = verify_bundle(garbage, facts)
+        assert not report.ok and report.failed[0] == "format"
+
+
+# --- multiproof bundles -------------------------------------------------------------------------
+
+
+def make_multi(n: int = 3) -> tuple[dict, list[ChainFacts], list[SimulatedDevice]]:
+    """A multiproof bundle of ``n`` readings of LOT-1 from two devices in a tree of 12 leaves, and its facts."""
+    devices = [SimulatedDevice("wh1-scale-03", "load_cell", lot="LOT-1"), SimulatedDevice("wh1-rfid-01", "rfid_inventory", lot="LOT-1")]
+    readings = []
+    for i in range(n):
+        device = devices[i % 2]
+        data = {"weight_kg": 1000.0 + i} if device.kind == "load_cell" else {"count": 40 + i}
+        readings.append((device, device.reading(data, ts=f"2026-11-21T08:00:0{i}.000Z")))
+    salts = [os.urandom(32) for _ in readings]
+    values = [(os.urandom(32), os.urandom(32)) for _ in range(12 - n)] + [(s, parse_reading(r).digest) for s, (_, r) in zip(salts, readings)]
+    tree = StandardTree.of(values)
+    order, mp = tree.multiproof(range(12 - n, 12))
+    entries = []
+    for i in order:
+        device, envelope = readings[i - (12 - n)]
+        salt, digest = tree.values[i]
+        entries.append({"reading": envelope, "digest": to_hex(digest), "salt": to_hex(salt), "leaf": to_hex(leaf_hash(salt, digest)),
+                        "device": {"id": device.id, "alg": device.alg, "public_key": device.public_key_pem}})
+    bundle = {
+        "format": MULTIPROOF_FORMAT,
+        "lot": "LOT-1",
+        "readings": entries,
+        "multiproof": {"leaves": [[e["salt"], e["digest"]] for e in entries], "proof": [to_hex(p) for p in mp.proof],
+                       "proofFlags": mp.proof_flags},
+        "root": to_hex(tree.root),
+        "anchor": {"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32, "block_number": 12,
+                   "status": "confirmed"},
+    }
+    keys = {d.id: OnChainKey(key_fingerprint(d.public_key_pem), d.alg, 1_700_000_000, 2**64 - 1) for d in devices}
+    facts = [ChainFacts(31337, CONTRACT.lower(), tree.root, keys[e["device"]["id"]]) for e in entries]
+    return bundle, facts, devices
+
+
+def test_good_multiproof_bundle_verifies() -> None:
+    bundle, facts, _ = make_multi(5)
+    report = verify_multiproof_bundle(bundle, facts)
+    assert report.ok, report.as_dict()
+    assert [c.name for c in report.checks] == ["format", "signature", "digest", "leaf", "multiproof", "chain", "root", "device_key"]
+    assert verify_any(bundle, facts).ok
+    queries = chain_queries(bundle)
+    assert len(queries) == 5 and {q.index for q in queries} == {7}
+    assert [q.device for q in queries] == [e["device"]["id"] for e in bundle["readings"]]
+
+
+@pytest.mark.parametrize(
+    "path,value,failed",
+    [
+        ("readings.1.reading.payload.data", {"weight_kg": 1.0, "count": 1}, "signature"),
+        ("readings.0.digest", "0x" + "00" * 32, "format"),  # no longer the multiproof's leaf value
+        ("readings.0.leaf", "0x" + "00" * 32, "leaf"),
+        ("multiproof.proof.0", "0x" + "55" * 32, "multiproof"),
+        ("root", "0x" + "22" * 32, "multiproof"),
+        ("lot", "LOT-2", "format"),
+        ("readings", [], "format"),
+        ("anchor.contract", "0x" + "33" * 20, "chain"),
+    ],
+)
+def test_multiproof_tampering_names_the_failed_check(path: str, value: object, failed: str) -> None:
+    bundle, facts, _ = make_multi()
+    b = copy.deepcopy(bundle)
+    node = b
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value
+    report = verify_multiproof_bundle(b, facts)
+    assert not report.ok and report.failed[0] == failed, report.as_dict()
+
+
+def test_multiproof_failures_name_the_reading() -> None:
+    bundle, facts, devices = make_multi(4)
+    other = SimulatedDevice("wh1-scale-03", "load_cell")
+    facts[2] = ChainFacts(facts[2].chain_id, facts[2].contract, facts[2].root,
+                          OnChainKey(key_fingerprint(other.public_key_pem), "ES256", 0, 2**64 - 1))
+    report = verify_multiproof_bundle(bundle, facts)
+    assert report.failed == ["device_key"]
+    detail = report.checks[-1].detail
+    assert f"reading 2 ({bundle['readings'][2]['digest'][2:]})" in detail and "1 of 4" in detail
+
+
+def test_multiproof_flags_and_salts_are_bound() -> None:
+    bundle, facts, _ = make_multi(3)
+    flipped = copy.deepcopy(bundle)
+    flipped["multiproof"]["proofFlags"][0] = not flipped["multiproof"]["proofFlags"][0]
+    assert "multiproof" in verify_multiproof_bundle(flipped, facts).failed
+    resalted = copy.deepcopy(bundle)
+    salt = "0x" + "11" * 32
+    resalted["readings"][0]["salt"] = resalted["multiproof"]["leaves"][0][0] = salt
+    resalted["readings"][0]["leaf"] = to_hex(leaf_hash(bytes.fromhex(salt[2:]), bytes.fromhex(bundle["readings"][0]["digest"][2:])))
+    assert verify_multiproof_bundle(resalted, facts).failed == ["multiproof", "root"]
+
+
+def test_multiproof_root_differs_on_chain() -> None:
+    bundle, facts, _ = make_multi()
+    other = bytes.fromhex(make_multi()[0]["root"][2:])
+    assert verify_multiproof_bundle(bundle, [ChainFacts(f.chain_id, f.contract, other, f.device_key) for f in facts]).failed == ["root"]
+    assert verify_multiproof_bundle(bundle, facts[:1]).failed[0] == "format"  # facts for every reading
+
+
+def test_verify_any_tells_the_formats_apart() -> None:
+    single, single_facts, _ = make()
+    multi, multi_facts, _ = make_multi()
+    assert verify_any(single, [single_facts]).ok and verify_any(multi, multi_facts).ok
+    assert not verify_any(single, multi_facts).ok
+    for garbage in [None, {"format": MULTIPROOF_FORMAT}, {"format": MULTIPROOF_FORMAT, "readings": [3]}]:
+        report = verify_any(garbage, [single_facts])
         assert not report.ok and report.failed[0] == "format"
