@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from api.errors import error_response, install_error_handlers
-from api.routes import audit, batches, devices, health, readings, thing_models
+from api.routes import audit, batches, devices, health, readings, thing_models, webhooks
 from ledger.service import Ledger
 from ledger.settings import Settings
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
             return error_response(413, "request_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes; split the batch")
         return await call_next(request)
 
-    for module in (health, devices, readings, batches, audit, thing_models):
+    for module in (health, devices, readings, batches, audit, thing_models, webhooks):
         app.include_router(module.router)
     return app
 

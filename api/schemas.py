@@ -95,3 +95,33 @@ class Health(BaseModel):
     chain: ChainInfo
     db: str
     anchoring: dict[str, Any]
+
+
+class WebhookCreate(BaseModel):
+    url: str = Field(description="http(s):// URL of your receiver", examples=["https://bank.example/pledgeledger/events"])
+    events: list[str] = Field(description="event names, e.g. alert.raised, lot.frozen, margin_call.opened", examples=[["alert.raised", "lot.frozen"]])
+
+
+class WebhookPublic(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    active: bool
+    created_at: str
+
+
+class WebhookCreated(WebhookPublic):
+    secret: str = Field(description="the HMAC-SHA256 key of X-Pledgeledger-Signature; shown only now")
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str = Field(description="X-Pledgeledger-Delivery: the same on every retry")
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+    created_at: str
+    delivered_at: str | None
+    body: dict[str, Any]

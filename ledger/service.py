@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import audit, devices, ingest, orgs, proofs
+from ledger import audit, devices, ingest, orgs, proofs, webhooks
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.leadership import Leadership
@@ -33,6 +33,7 @@ class Ledger:
     chain: ChainHandle
     anchorer: Anchorer
     limiter: DeviceRateLimiter
+    dispatcher: webhooks.Dispatcher
     mqtt: MqttBridge | None = None
 
     @classmethod
@@ -50,8 +51,10 @@ class Ledger:
             ensure_deployment(chain.client, settings.data_dir, deploy_if_missing=chain.kind != "rpc")
             anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size,
                                 leadership=Leadership(db, "anchoring"))
-            if start_anchoring:
+            dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
+            if start_anchoring:  # the background jobs: anchoring and webhook deliveries
                 anchorer.start()
+                dispatcher.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
@@ -59,12 +62,13 @@ class Ledger:
             raise
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, mqtt=mqtt)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
 
     def close(self) -> None:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.anchorer.stop()
+        self.dispatcher.stop()
         self.chain.close()
         self.db.dispose()
 
@@ -117,6 +121,22 @@ class Ledger:
 
     def ingest_many(self, envelopes: list[Any]) -> list[ingest.IngestResult]:
         return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)
+
+    def create_webhook(self, org: Organisation, *, url: str, events: list[str]) -> dict[str, Any]:
+        with self.db.session() as session:
+            return webhooks.create_webhook(session, org, url=url, events=events)
+
+    def list_webhooks(self, org: Organisation) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return webhooks.list_webhooks(session, org)
+
+    def delete_webhook(self, org: Organisation, webhook_id: str) -> None:
+        with self.db.session() as session:
+            webhooks.delete_webhook(session, org, webhook_id)
+
+    def webhook_deliveries(self, org: Organisation, webhook_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return webhooks.deliveries(session, org, webhook_id)
 
     def reading(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:

@@ -32,6 +32,8 @@ __all__ = [
     "DeviceKeyRecord",
     "Organisation",
     "Reading",
+    "Webhook",
+    "WebhookDelivery",
     "naive_utc",
     "utc",
 ]
@@ -184,3 +186,40 @@ class DeviceGap(Base):
     expected_prev: Mapped[str | None] = mapped_column(String(64))
     claimed_prev: Mapped[str | None] = mapped_column(String(64))
     detected_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class Webhook(Base):
+    """A subscriber's endpoint for SPEC §9 events; ``secret`` keys the HMAC of every delivery."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text)  # space-separated event names
+    secret: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscriber; ``id`` is the stable delivery id sent with every attempt.
+
+    ``status``: ``pending`` (due at ``next_attempt_at``) → ``delivered`` (a 2xx answer) or
+    ``failed`` (every attempt used up).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON bytes sent (and signed), as text
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
