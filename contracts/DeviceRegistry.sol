@@ -11,12 +11,17 @@ import {IDeviceRegistry} from "./interfaces/IDeviceRegistry.sol";
  * The registrar (the ledger service, after checking the device's proof of possession off
  * chain) records fingerprints; it cannot rewrite history: a key's validity can only be
  * shortened by a rotation or revocation at a time inside it, never extended or removed.
+ * A rotation takes effect from now on: it may not start more than {ROTATION_SLACK} before the
+ * block's time, so readings already signed with the old key keep verifying. (A revocation may
+ * be backdated: a key found to be compromised should not vouch for what it signed since.)
  *
  * NOTE: `type(uint64).max` as `validUntil` means "until rotated or revoked".
  */
 contract DeviceRegistry is IDeviceRegistry, AccessControl {
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     uint64 public constant OPEN = type(uint64).max;
+    /// @dev How far before the block's time a rotation may start (clocks and inclusion delay).
+    uint64 public constant ROTATION_SLACK = 1 hours;
 
     mapping(bytes32 idHash => Key[]) private _keys;
     mapping(bytes32 idHash => bool) private _revoked;
@@ -45,6 +50,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl {
     {
         (bytes32 idHash, Key storage current) = _currentKey(id);
         _requireInside(id, current, at);
+        if (uint256(at) + ROTATION_SLACK < block.timestamp) revert DeviceRegistryInvalidTime(id, at);
         _requireValidKey(fingerprint, alg, at, validUntil);
         bytes32 old = current.fingerprint;
         current.validUntil = at;

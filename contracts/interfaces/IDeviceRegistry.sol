@@ -33,7 +33,8 @@ interface IDeviceRegistry {
     error DeviceRegistryRevoked(string id);
     /// @dev Zero fingerprint, `Alg.None`, or an empty or backwards validity interval.
     error DeviceRegistryInvalidKey(bytes32 fingerprint, uint64 validFrom, uint64 validUntil);
-    /// @dev A rotation or revocation at `at` does not fall inside the current key's validity.
+    /// @dev A rotation or revocation at `at` does not fall inside the current key's validity, or a
+    /// rotation would start more than `ROTATION_SLACK` in the past.
     error DeviceRegistryInvalidTime(string id, uint64 at);
 
     event DeviceRegistered(string id, bytes32 indexed fingerprint, Alg alg, uint64 validFrom, uint64 validUntil);

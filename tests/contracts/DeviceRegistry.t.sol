@@ -352,6 +352,24 @@ contract DeviceRegistryTest is Assertions {
         vm.assertEq(registry.keysOf(ID).length, 2, "two keys");
     }
 
+    function test_rotate_cannotBeBackdatedBeyondTheSlack() public {
+        _register(ID, FP1, T0, OPEN);
+        vm.warp(T2);
+        uint64 slack = registry.ROTATION_SLACK();
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.DeviceRegistryInvalidTime.selector, ID, T2 - slack - 1));
+        _rotate(ID, FP2, T2 - slack - 1, OPEN); // would un-sign readings the old key made since
+        _rotate(ID, FP2, T2 - slack, OPEN); // within the slack: accepted
+        vm.assertEq(registry.keysOf(ID)[0].validUntil, T2 - slack, "old key ends at the rotation");
+    }
+
+    function test_revoke_mayBeBackdated() public {
+        _register(ID, FP1, T0, OPEN);
+        vm.warp(T2);
+        vm.prank(REGISTRAR);
+        registry.revoke(ID, T1); // compromise found late: the key vouches for nothing since T1
+        vm.assertEq(registry.keysOf(ID)[0].validUntil, T1, "revoked from T1");
+    }
+
     function test_rotate_invalidNewKeyReverts() public {
         _register(ID, FP1, T0, OPEN);
         vm.startPrank(REGISTRAR);

@@ -11,6 +11,7 @@ interface Vm {
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function label(address account, string calldata newLabel) external;
+    function warp(uint256 newTimestamp) external;
 
     // Expectations
     function expectRevert(bytes calldata revertData) external;
