@@ -25,6 +25,7 @@ from attestation.bundle import (
     CheckResult,
     OnChainKey,
     VerificationReport,
+    build_bundle,
     chain_query,
     verify_bundle,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "StandardTree",
     "UnsupportedAlgorithm",
     "VerificationReport",
+    "build_bundle",
     "canonical_json",
     "chain_query",
     "key_fingerprint",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from attestation.devices import key_fingerprint
 from attestation.encoding import from_hex32, to_hex
@@ -35,6 +35,7 @@ __all__ = [
     "CheckResult",
     "OnChainKey",
     "VerificationReport",
+    "build_bundle",
     "chain_query",
     "verify_bundle",
 ]
@@ -101,6 +102,39 @@ class VerificationReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "failed": self.failed, "checks": [c.__dict__ for c in self.checks]}
+
+
+def build_bundle(
+    *,
+    reading: dict[str, Any],
+    salt: bytes,
+    digest: bytes,
+    proof: Sequence[bytes],
+    root: bytes,
+    device: dict[str, str],
+    anchor: dict[str, Any],
+) -> dict[str, Any]:
+    """The SPEC §4 proof bundle of one reading, as the ledger serves it.
+
+    **Parameters**
+
+    - ``reading``: the signed reading exactly as received (JSON envelope or ``{"cose": ...}``)
+    - ``salt``, ``digest``: the reading's leaf values; the leaf is computed from them
+    - ``proof``: sibling hashes from the leaf up to ``root``
+    - ``device``: ``{"id", "alg", "public_key"}``
+    - ``anchor``: ``{"chain_id", "contract", "index", "tx_hash", "block_number", "status"}``
+    """
+    return {
+        "format": BUNDLE_FORMAT,
+        "reading": reading,
+        "digest": to_hex(digest),
+        "salt": to_hex(salt),
+        "leaf": to_hex(leaf_hash(salt, digest)),
+        "proof": [to_hex(p) for p in proof],
+        "root": to_hex(root),
+        "device": dict(device),
+        "anchor": dict(anchor),
+    }
 
 
 def _require(bundle: Any, path: str, kind: type | tuple[type, ...]) -> Any:

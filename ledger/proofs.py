@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attestation.bundle import BUNDLE_FORMAT
-from attestation.encoding import to_hex
-from attestation.merkle import leaf_hash
+from attestation.bundle import build_bundle
 from ledger.errors import NotFound, ProofPending
 from ledger.store.models import Batch, DeviceKeyRecord, Reading, utc
 
@@ -41,18 +39,15 @@ def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dic
             retry_after=retry,
         )
     key = session.get(DeviceKeyRecord, reading.key_id)
-    digest = bytes.fromhex(reading.id)
     proof = reading.proof or b""
-    return {
-        "format": BUNDLE_FORMAT,
-        "reading": json.loads(reading.envelope),
-        "digest": to_hex(digest),
-        "salt": to_hex(reading.salt),
-        "leaf": to_hex(leaf_hash(reading.salt, digest)),
-        "proof": [to_hex(proof[i : i + 32]) for i in range(0, len(proof), 32)],
-        "root": to_hex(batch.root),
-        "device": {"id": reading.device_id, "alg": key.alg, "public_key": key.public_key},
-        "anchor": {
+    return build_bundle(
+        reading=json.loads(reading.envelope),
+        salt=reading.salt,
+        digest=bytes.fromhex(reading.id),
+        proof=[proof[i : i + 32] for i in range(0, len(proof), 32)],
+        root=batch.root,
+        device={"id": reading.device_id, "alg": key.alg, "public_key": key.public_key},
+        anchor={
             "chain_id": batch.chain_id,
             "contract": batch.contract,
             "index": batch.index,
@@ -60,4 +55,4 @@ def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dic
             "block_number": batch.block_number,
             "status": batch.status,
         },
-    }
+    )
