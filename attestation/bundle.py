@@ -46,6 +46,7 @@ __all__ = [
     "OnChainKey",
     "VerificationReport",
     "chain_queries",
+    "build_bundle",
     "chain_query",
     "check_device_key",
     "key_valid_at",
@@ -142,6 +143,39 @@ class VerificationReport:
 def key_valid_at(keys: Sequence[OnChainKey], timestamp: int) -> OnChainKey | None:
     """``DeviceRegistry.keyAt`` over a device's ``keysOf`` list: the newest key valid at ``timestamp``."""
     return next((k for k in reversed(keys) if k.valid_from <= timestamp < k.valid_until), None)
+
+
+def build_bundle(
+    *,
+    reading: dict[str, Any],
+    salt: bytes,
+    digest: bytes,
+    proof: Sequence[bytes],
+    root: bytes,
+    device: dict[str, str],
+    anchor: dict[str, Any],
+) -> dict[str, Any]:
+    """The SPEC §4 proof bundle of one reading, as the ledger serves it.
+
+    **Parameters**
+
+    - ``reading``: the signed reading exactly as received (JSON envelope or ``{"cose": ...}``)
+    - ``salt``, ``digest``: the reading's leaf values; the leaf is computed from them
+    - ``proof``: sibling hashes from the leaf up to ``root``
+    - ``device``: ``{"id", "alg", "public_key"}``
+    - ``anchor``: ``{"chain_id", "contract", "index", "tx_hash", "block_number", "status"}``
+    """
+    return {
+        "format": BUNDLE_FORMAT,
+        "reading": reading,
+        "digest": to_hex(digest),
+        "salt": to_hex(salt),
+        "leaf": to_hex(leaf_hash(salt, digest)),
+        "proof": [to_hex(p) for p in proof],
+        "root": to_hex(root),
+        "device": dict(device),
+        "anchor": dict(anchor),
+    }
 
 
 def _require(bundle: Any, path: str, kind: type | tuple[type, ...], *, where: str = "") -> Any:

@@ -62,7 +62,7 @@ class Anchorer:
 
     def reconcile(self) -> None:
         """Bring stored batch states in line with what the chain holds (run at start)."""
-        size, _ = self.chain.head()
+        size = self.chain.size()
         contract = self.chain.anchor_address
         with self.db.session() as session:
             for batch in session.scalars(select(Batch).order_by(Batch.index)):
@@ -86,7 +86,7 @@ class Anchorer:
             confirmed += 1
 
     def _anchor(self, batch: Batch) -> None:
-        size, head = self.chain.head()
+        size = self.chain.size()
         if batch.status == "submitted" and batch.tx_hash:
             receipt = self.chain.checkpoint_receipt(batch.tx_hash, timeout=0)
             if receipt is not None:
@@ -101,7 +101,7 @@ class Anchorer:
             return self._confirm(batch.index, receipt)
         if size < batch.index:
             raise AnchorMismatch(f"chain has {size} checkpoints but batch {batch.index} is next: earlier batches are missing")
-        tx_hash, nonce = self.chain.send_checkpoint(head, batch.root, batch.count)
+        tx_hash, nonce = self.chain.send_checkpoint(batch.index, batch.root)
         with self.db.session() as session:
             row = session.get(Batch, batch.index)
             row.status, row.tx_hash, row.nonce = "submitted", tx_hash, nonce
@@ -113,7 +113,7 @@ class Anchorer:
         with self.db.session() as session:
             row = session.get(Batch, index)
             row.status = "confirmed"
-            row.tx_hash, row.block_number, row.head = receipt.tx_hash, receipt.block_number, receipt.head
+            row.tx_hash, row.block_number = receipt.tx_hash, receipt.block_number
             row.chain_id, row.contract = self.chain.chain_id, self.chain.anchor_address
             row.anchored_at = naive_utc(datetime.now(timezone.utc))
         log.info("anchored batch %d (%s) in block %d", index, receipt.tx_hash, receipt.block_number)

@@ -50,9 +50,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from eth_abi import encode as abi_encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from web3 import Web3
@@ -154,22 +153,18 @@ class AuditReport:
 
 # --- the checkpoint link: the one place that knows how ReadingAnchor chains checkpoints ----------
 
-ZERO_HEAD = bytes(32)
-
-
 def check_checkpoint_link(previous: AnchorReceipt | None, current: AnchorReceipt) -> str | None:
     """Why checkpoint ``current`` does not extend ``previous`` (``None`` for checkpoint 0), or ``None``.
 
-    The link rule of ReadingAnchor today: ``head(0) = 0`` and ``head(i+1) = keccak256(abi.encode(
-    head(i), i, root, count))``; each ``Checkpointed`` event carries the new head. Adapt this
-    function, and only it, when the contract's link changes.
+    ReadingAnchor accepts checkpoint ``i`` only while ``i - 1`` exists and ``i`` does not, and
+    never replaces a root (see ``IReadingAnchor``); so on an honest chain checkpoint ``i`` was
+    mined no earlier than ``i - 1``, and its transaction names the root ``rootOf(i)`` returns
+    (checked by the caller). Adapt this function, and only it, when the contract's link changes.
     """
-    prev_head = ZERO_HEAD if previous is None else previous.head
-    expected = keccak(abi_encode(["bytes32", "uint256", "bytes32", "uint64"], [prev_head, current.index, current.root, current.count]))
-    if current.head != expected:
+    if previous is not None and current.block_number < previous.block_number:
         return (
-            f"checkpoint {current.index} has head {to_hex(current.head)}, but keccak256(prevHead, index, root, count) "
-            f"over checkpoint {current.index - 1}'s head is {to_hex(expected)}"
+            f"checkpoint {current.index} was mined in block {current.block_number}, before checkpoint "
+            f"{previous.index} (block {previous.block_number}): the contract cannot have accepted it on top"
         )
     return None
 
@@ -368,9 +363,6 @@ class _Auditor:
         if receipt is not None and batch.status == "confirmed" and batch.tx_hash and receipt.tx_hash.lower() != batch.tx_hash.lower():
             self.report.add(Finding("anchor_tx_mismatch", f"batch {batch.index} is recorded in tx {batch.tx_hash}, the chain's "
                                     f"checkpoint {batch.index} is in tx {receipt.tx_hash}", "warning", **where))
-        if receipt is not None and receipt.count != batch.count:
-            self.find("batch_count_mismatch", f"checkpoint {batch.index} on chain counts {receipt.count} readings, batch "
-                      f"{batch.index} was sealed with {batch.count}", **where)
 
     def checkpoint(self, index: int, root: bytes) -> AnchorReceipt | None:
         """Visit checkpoint ``index`` (in order): its event, and its link to the one before."""

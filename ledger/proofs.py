@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attestation.bundle import BUNDLE_FORMAT, MULTIPROOF_FORMAT
+from attestation.bundle import MULTIPROOF_FORMAT, build_bundle
 from attestation.encoding import to_hex
 from attestation.merkle import leaf_hash
 from ledger.batching import batch_tree
@@ -87,17 +87,15 @@ def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dic
     if batch is None or batch.status != "confirmed":
         raise _pending(f"reading {reading.id} is", batch, reading.received_at, interval_s)
     entry = _entry(reading, session.get(DeviceKeyRecord, reading.key_id))
-    return {
-        "format": BUNDLE_FORMAT,
-        "reading": entry["reading"],
-        "digest": entry["digest"],
-        "salt": entry["salt"],
-        "leaf": entry["leaf"],
-        "proof": [to_hex(p) for p in split_proof(reading.proof)],
-        "root": to_hex(batch.root),
-        "device": entry["device"],
-        "anchor": _anchor(batch),
-    }
+    return build_bundle(
+        reading=entry["reading"],
+        salt=reading.salt,
+        digest=bytes.fromhex(reading.id),
+        proof=split_proof(reading.proof),
+        root=batch.root,
+        device=entry["device"],
+        anchor=_anchor(batch),
+    )
 
 
 def multiproof_bundle(session: Session, index: int, lot: str, *, interval_s: float) -> dict[str, Any]:

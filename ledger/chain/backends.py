@@ -43,7 +43,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
 from web3.types import RPCEndpoint, RPCResponse
 
-from ledger.chain.base import ChainError, ChainUnavailable, Deployment
+from ledger.chain.base import ANCHOR, ChainError, ChainRevert, ChainUnavailable, Deployment
 from ledger.chain.client import ChainClient
 
 __all__ = [
@@ -209,16 +209,34 @@ def ensure_deployment(client: ChainClient, data_dir: Path, *, deploy_if_missing:
     """Use the recorded deployment for the client's chain, deploying (and recording) if needed.
 
     A record whose contracts have no code on chain (a fresh embedded chain, a reset node) counts
-    as missing. With ``deploy_if_missing=False`` that raises :class:`ChainError` instead.
+    as missing, and so does an anchor whose writer is not the client's relayer (the writer is
+    fixed at deployment: a new relayer key needs new contracts). With ``deploy_if_missing=False``
+    that raises :class:`ChainError` instead.
     """
     deployment = read_deployment(data_dir, client.chain_id)
-    if deployment is not None and deployment.contracts and all(map(client.has_code, deployment.contracts.values())):
-        client.deployment = deployment
-        return deployment
+    problem: str | None = "is not deployed"
+    if deployment is not None and deployment.contracts:
+        if not all(map(client.has_code, deployment.contracts.values())):
+            problem = "has no code at the recorded addresses"
+        elif (problem := _anchor_problem(client, deployment.contracts[ANCHOR])) is None:
+            client.deployment = deployment
+            return deployment
     if not deploy_if_missing:
-        state = "is not deployed" if deployment is None else "has no code at the recorded addresses"
-        raise ChainError(f"pledgeledger {state} on chain {client.chain_id}: run `pledgeledger deploy`")
+        raise ChainError(f"pledgeledger {problem} on chain {client.chain_id}: run `pledgeledger deploy`")
+    if deployment is not None:
+        log.warning("pledgeledger %s on chain %s: deploying new contracts", problem, client.chain_id)
     return deploy_to(client, data_dir)
+
+
+def _anchor_problem(client: ChainClient, anchor: str) -> str | None:
+    """Why the client cannot anchor at ``anchor`` (``None``: it can)."""
+    try:
+        writer = client.reader.writer_of(anchor)
+    except ChainRevert:
+        return f"has an anchor at {anchor} of an older, incompatible version"
+    if writer != client.address:
+        return f"has an anchor that accepts checkpoints only from {writer}, not from the relayer {client.address}"
+    return None
 
 
 def deploy_to(client: ChainClient, data_dir: Path) -> Deployment:

@@ -32,14 +32,14 @@ class Deployment:
 
 @dataclass(frozen=True)
 class AnchorReceipt:
-    """A checkpoint included in a block."""
+    """A checkpoint included in a block: ``checkpoint(index, root)`` as its transaction sent it."""
 
     index: int
     root: bytes
-    count: int
-    head: bytes  # the new head after this checkpoint
     tx_hash: str  # 0x-prefixed
     block_number: int
+    block_hash: str  # 0x-prefixed; changes if a reorganisation moves the transaction to another block
+    gas_used: int  # the receipt's gasUsed
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ChainRevert(ChainError):
     """A call or transaction reverted.
 
     ``error`` is the Solidity custom error's name when it could be decoded (for example
-    ``"ReadingAnchorStaleHead"``; ``"Error"`` for ``require`` messages, ``"Panic"`` for panics),
+    ``"ReadingAnchorAlreadyAnchored"``; ``"Error"`` for ``require`` messages, ``"Panic"`` for panics),
     and ``params`` its arguments by name (``bytes32`` as ``bytes``). ``tx_hash`` is set when a
     mined transaction reverted, ``None`` when a call or gas estimate did.
     """

@@ -12,7 +12,7 @@ service's relayer account and sends transactions the fast way (see ``TOOLCHAIN.m
 - receipts polled every 10 ms instead of web3's default 100 ms.
 
 Every failure surfaces as :class:`ChainError`: :class:`ChainRevert` with the decoded custom
-error (``ReadingAnchorStaleHead(currentHead=0x.., claimedHead=0x..)``) or
+error (``ReadingAnchorAlreadyAnchored(index=7, root=0x..)``) or
 :class:`ChainUnavailable` when the node cannot be reached.
 """
 
@@ -64,11 +64,12 @@ except ImportError:  # pragma: no cover
         pass
 
 
-__all__ = ["ChainClient", "ChainReader", "CHECKPOINTED_TOPIC", "decode_revert"]
+__all__ = ["ChainClient", "ChainReader", "CHECKPOINTED_TOPIC", "CHECKPOINT_SELECTOR", "decode_revert"]
 
-#: topic0 of ``Checkpointed(uint256 indexed index, bytes32 indexed root, uint64 count, bytes32 prevHead,
-#: bytes32 head)``.
-CHECKPOINTED_TOPIC: bytes = keccak(text="Checkpointed(uint256,bytes32,uint64,bytes32,bytes32)")
+#: topic0 of ``Checkpointed(uint256 indexed index)``.
+CHECKPOINTED_TOPIC: bytes = keccak(text="Checkpointed(uint256)")
+#: The selector of ``checkpoint(uint256 index, bytes32 root)``.
+CHECKPOINT_SELECTOR: bytes = keccak(text="checkpoint(uint256,bytes32)")[:4]
 
 #: Gas limits are never below these, whatever the node estimates (unused gas is not charged).
 DEFAULT_GAS_FLOORS: dict[str, int] = {
@@ -236,16 +237,13 @@ def _device_key(raw: Sequence[Any]) -> DeviceKey | None:
     return DeviceKey(bytes(fingerprint), _ALG_NAMES.get(alg, str(alg)), int(valid_from), int(valid_until))
 
 
-def _anchor_receipt(log: Any, tx_hash: str) -> AnchorReceipt:
-    count, _prev_head, head = abi_decode(["uint64", "bytes32", "bytes32"], bytes(log["data"]))
-    return AnchorReceipt(
-        index=int.from_bytes(bytes(log["topics"][1]), "big"),
-        root=bytes(log["topics"][2]),
-        count=count,
-        head=head,
-        tx_hash=tx_hash,
-        block_number=int(log["blockNumber"]),
-    )
+def _checkpoint_call(data: bytes) -> tuple[int, bytes] | None:
+    """``(index, root)`` from the input of a ``checkpoint`` transaction; ``None`` for any other input."""
+    data = bytes(data)
+    if data[:4] != CHECKPOINT_SELECTOR or len(data) != 4 + 64:
+        return None
+    index, root = abi_decode(["uint256", "bytes32"], data[4:])
+    return int(index), bytes(root)
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -306,9 +304,17 @@ class ChainReader:
         return bytes(self._call(f"rootOf({index})", fn))
 
     def head(self, anchor: str) -> tuple[int, bytes]:
-        """``(number of checkpoints, current head)``."""
-        size, head = self._call("head()", self.contract(ANCHOR, anchor).functions.head())
-        return int(size), bytes(head)
+        """``(number of checkpoints, root of the last one)``; the root is 32 zero bytes on an empty chain."""
+        size, root = self._call("head()", self.contract(ANCHOR, anchor).functions.head())
+        return int(size), bytes(root)
+
+    def size(self, anchor: str) -> int:
+        """The number of checkpoints, which is also the index the next one must have."""
+        return int(self._call("size()", self.contract(ANCHOR, anchor).functions.size()))
+
+    def writer_of(self, anchor: str) -> str:
+        """The only account the anchor accepts checkpoints from (checksummed)."""
+        return to_checksum_address(self._call("writer()", self.contract(ANCHOR, anchor).functions.writer()))
 
     def device_registry_of(self, anchor: str) -> str:
         """The DeviceRegistry address the anchor was deployed with (checksummed)."""
@@ -323,7 +329,7 @@ class ChainReader:
         return bool(self._call(f"verifyReading({index})", fn))
 
     def find_checkpoint(self, anchor: str, index: int, *, from_block: int = 0) -> AnchorReceipt | None:
-        """The ``Checkpointed`` event of checkpoint ``index`` (its transaction and block), if any.
+        """The transaction that anchored checkpoint ``index`` (found by its ``Checkpointed`` event), if any.
 
         Public RPC providers limit ``eth_getLogs`` ranges: pass the deployment block as ``from_block``.
         """
@@ -335,7 +341,47 @@ class ChainReader:
         }
         with _chain_errors(f"reading the Checkpointed event of checkpoint {index}"):
             logs = self.w3.eth.get_logs(params)  # type: ignore[arg-type]
-        return _anchor_receipt(logs[0], Web3.to_hex(logs[0]["transactionHash"])) if logs else None
+        return self.checkpoint_receipt(anchor, Web3.to_hex(logs[0]["transactionHash"])) if logs else None
+
+    def checkpoint_receipt(self, anchor: str, tx_hash: str) -> AnchorReceipt | None:
+        """What a mined transaction anchored in ``anchor``: ``None`` if it is unknown or not mined yet.
+
+        Raises :class:`ChainRevert` if it reverted (:meth:`ChainClient.checkpoint_receipt` also recovers
+        the reason) and :class:`ChainError` if it emitted no ``Checkpointed`` event of ``anchor``.
+        """
+        with _chain_errors(f"reading the receipt of {tx_hash}"):
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return None
+        return self.checkpoint_of_receipt(anchor, receipt)
+
+    def checkpoint_of_receipt(self, anchor: str, receipt: Any) -> AnchorReceipt:
+        """The checkpoint a mined transaction's receipt shows (the root is read from its input)."""
+        tx_hash = Web3.to_hex(receipt["transactionHash"])
+        if receipt["status"] != 1:
+            raise ChainRevert(f"checkpoint transaction {tx_hash} reverted", tx_hash=tx_hash)
+        logged = [
+            int.from_bytes(bytes(log["topics"][1]), "big")
+            for log in receipt["logs"]
+            if log["address"].lower() == anchor.lower() and log["topics"] and bytes(log["topics"][0]) == CHECKPOINTED_TOPIC
+        ]
+        if not logged:
+            raise ChainError(f"transaction {tx_hash} emitted no Checkpointed event of {anchor}")
+        index = logged[0]
+        with _chain_errors(f"reading transaction {tx_hash}"):
+            tx = self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        call = _checkpoint_call(tx["input"])
+        # A writer that is itself a contract (a multisig) calls the anchor from inside its transaction.
+        root = call[1] if call is not None and call[0] == index else self.root_of(anchor, index)
+        return AnchorReceipt(
+            index=index,
+            root=root,
+            tx_hash=tx_hash,
+            block_number=int(receipt["blockNumber"]),
+            block_hash=Web3.to_hex(receipt["blockHash"]),
+            gas_used=int(receipt["gasUsed"]),
+        )
 
     # DeviceRegistry
 
@@ -598,14 +644,15 @@ class ChainClient:
         return self._mined_or_raise(f"deploying {name}", tx_hash)
 
     def deploy(self) -> Deployment:
-        """Deploy DeviceRegistry and ReadingAnchor, the relayer as admin, registrar and writer.
+        """Deploy DeviceRegistry and ReadingAnchor: the relayer is the registry's admin and registrar and
+        the anchor's writer (fixed for the anchor's life: a new relayer key needs a new anchor).
 
         Sets and returns :attr:`deployment`; recording it is the caller's job (see
         :func:`ledger.chain.backends.ensure_deployment`).
         """
         registry = self._deploy_contract(REGISTRY, [self.address, self.address])
         registry_address = to_checksum_address(registry["contractAddress"])
-        anchor = self._deploy_contract(ANCHOR, [self.address, self.address, registry_address])
+        anchor = self._deploy_contract(ANCHOR, [self.address, registry_address])
         self.deployment = Deployment(
             chain_id=self.chain_id,
             contracts={REGISTRY: registry_address, ANCHOR: to_checksum_address(anchor["contractAddress"])},
@@ -615,32 +662,28 @@ class ChainClient:
 
     # ReadingAnchor
 
-    def send_checkpoint(self, prev_head: bytes, root: bytes, count: int) -> tuple[str, int]:
-        """Send ``checkpoint(prevHead, root, count)`` without waiting; returns ``(tx_hash, nonce)``.
+    def send_checkpoint(self, index: int, root: bytes) -> tuple[str, int]:
+        """Send ``checkpoint(index, root)`` without waiting; returns ``(tx_hash, nonce)``.
 
-        The first call of a process estimates gas, so a stale head may already raise here.
+        ``index`` must be the anchor's current :meth:`size`. The first call of a process estimates
+        gas, so a checkpoint the contract refuses may already raise :class:`ChainRevert` here.
         """
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
         anchor = self.reader.contract(ANCHOR, self.anchor_address)
-        data = anchor.encode_abi(
-            "checkpoint", [_bytes32(prev_head, "prev_head"), _bytes32(root, "root"), _uint64(count, "count")]
-        )
+        data = anchor.encode_abi("checkpoint", [index, _bytes32(root, "root")])
         return self._send("checkpoint", anchor.address, data)
 
     def checkpoint_receipt(self, tx_hash: str, *, timeout: float | None = None) -> AnchorReceipt | None:
         """The anchored checkpoint of a sent transaction, or ``None`` if it is not mined yet.
 
         Waits up to ``timeout`` seconds (default :attr:`receipt_timeout`; 0 looks once). Raises
-        :class:`ChainRevert` if it reverted (e.g. ``ReadingAnchorStaleHead``).
+        :class:`ChainRevert` if it reverted (e.g. ``ReadingAnchorAlreadyAnchored``).
         """
         receipt = self._mined("checkpoint", tx_hash, timeout)
         if receipt is None:
             return None
-        anchor = self.anchor_address.lower()
-        for log in receipt["logs"]:
-            topics = log["topics"]
-            if log["address"].lower() == anchor and topics and bytes(topics[0]) == CHECKPOINTED_TOPIC:
-                return _anchor_receipt(log, Web3.to_hex(receipt["transactionHash"]))
-        raise ChainError(f"transaction {tx_hash} emitted no Checkpointed event of {self.anchor_address}")
+        return self.reader.checkpoint_of_receipt(self.anchor_address, receipt)
 
     def wait_checkpoint(self, tx_hash: str) -> AnchorReceipt:
         """Like :meth:`checkpoint_receipt`, but not being mined within the timeout is an error."""
@@ -649,19 +692,23 @@ class ChainClient:
             raise ChainError(f"checkpoint: transaction {tx_hash} not mined within {self.receipt_timeout} s")
         return receipt
 
-    def checkpoint(self, prev_head: bytes, root: bytes, count: int) -> AnchorReceipt:
-        """Anchor a batch root on top of ``prev_head`` and wait until it is mined."""
-        tx_hash, _ = self.send_checkpoint(prev_head, root, count)
+    def checkpoint(self, index: int, root: bytes) -> AnchorReceipt:
+        """Anchor ``root`` as checkpoint ``index`` (the current size) and wait until it is mined."""
+        tx_hash, _ = self.send_checkpoint(index, root)
         return self.wait_checkpoint(tx_hash)
 
     def find_checkpoint(self, index: int) -> AnchorReceipt | None:
-        """The ``Checkpointed`` event of checkpoint ``index`` (searched from the deployment block)."""
+        """The transaction of checkpoint ``index`` (its ``Checkpointed`` event, searched from the deployment block)."""
         deployment = self._require_deployment()
         return self.reader.find_checkpoint(self.anchor_address, index, from_block=deployment.block_number)
 
     def head(self) -> tuple[int, bytes]:
-        """``(number of checkpoints, current head)``."""
+        """``(number of checkpoints, root of the last one)``."""
         return self.reader.head(self.anchor_address)
+
+    def size(self) -> int:
+        """The number of checkpoints: the index the next checkpoint must have."""
+        return self.reader.size(self.anchor_address)
 
     def root_of(self, index: int) -> bytes:
         return self.reader.root_of(self.anchor_address, index)

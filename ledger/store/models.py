@@ -138,7 +138,6 @@ class Batch(Base):
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     nonce: Mapped[int | None] = mapped_column(BigInteger)
     block_number: Mapped[int | None] = mapped_column(BigInteger)
-    head: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     anchored_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

@@ -12,6 +12,7 @@ from attestation.bundle import (
     MULTIPROOF_FORMAT,
     ChainFacts,
     OnChainKey,
+    build_bundle,
     chain_queries,
     chain_query,
     verify_any,
@@ -32,18 +33,13 @@ def make_bundle(reading_json: dict, alg: str, pem: str, device_id: str = "wh1-sc
     reading = parse_reading(reading_json)
     salt = os.urandom(32)
     tree = StandardTree.of([(os.urandom(32), os.urandom(32)) for _ in range(4)] + [(salt, reading.digest)])
-    bundle = {
-        "format": BUNDLE_FORMAT,
-        "reading": reading_json,
-        "digest": to_hex(reading.digest),
-        "salt": to_hex(salt),
-        "leaf": to_hex(tree.tree[tree.tree_index[4]]),
-        "proof": [to_hex(p) for p in tree.proof(4)],
-        "root": to_hex(tree.root),
-        "device": {"id": device_id, "alg": alg, "public_key": pem},
-        "anchor": {"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32,
-                   "block_number": 12, "status": "confirmed"},
-    }
+    bundle = build_bundle(
+        reading=reading_json, salt=salt, digest=reading.digest, proof=tree.proof(4), root=tree.root,
+        device={"id": device_id, "alg": alg, "public_key": pem},
+        anchor={"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32,
+                "block_number": 12, "status": "confirmed"},
+    )
+    assert bundle["format"] == BUNDLE_FORMAT and bundle["leaf"] == to_hex(tree.tree[tree.tree_index[4]])
     key = OnChainKey(key_fingerprint(pem), alg, 1_700_000_000, 2**64 - 1)
     return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key)
 

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {DeviceRegistry} from "../../contracts/DeviceRegistry.sol";
 import {ReadingAnchor} from "../../contracts/ReadingAnchor.sol";
 import {IDeviceRegistry} from "../../contracts/interfaces/IDeviceRegistry.sol";
 import {IReadingAnchor} from "../../contracts/interfaces/IReadingAnchor.sol";
+import {Vm} from "./utils/Vm.sol";
 import {Assertions} from "./utils/Assertions.sol";
 import {StandardMerkle} from "./utils/StandardMerkle.sol";
 
@@ -18,14 +18,18 @@ contract ReadingAnchorTest is Assertions {
     address internal constant WRITER = address(0xB0B);
     address internal constant STRANGER = address(0xCAFE);
 
+    /// @dev Issue 4: a checkpoint's receipt must show at most this much gas.
+    uint256 internal constant GAS_BUDGET = 48_000;
+    /// @dev What a checkpoint may cost here: the budget less room for the calldata of larger indexes
+    /// (12 gas per extra non-zero byte of `index`) and small compiler changes.
+    uint256 internal constant GAS_CEILING = 47_900;
+
     DeviceRegistry internal registry;
     ReadingAnchor internal anchor;
-    bytes32 internal writerRole;
 
     function setUp() public {
         registry = new DeviceRegistry(ADMIN, ADMIN);
-        anchor = new ReadingAnchor(ADMIN, WRITER, registry);
-        writerRole = anchor.WRITER_ROLE();
+        anchor = new ReadingAnchor(WRITER, registry);
         vm.label(ADMIN, "ADMIN");
         vm.label(WRITER, "WRITER");
         vm.label(STRANGER, "STRANGER");
@@ -33,27 +37,39 @@ contract ReadingAnchorTest is Assertions {
 
     // ---------------------------------------------------------------- helpers
 
-    function _nextHead(bytes32 prevHead, uint256 index, bytes32 root, uint64 count) internal pure returns (bytes32) {
-        return keccak256(abi.encode(prevHead, index, root, count));
-    }
-
-    function _currentHead() internal view returns (bytes32 h) {
-        (, h) = anchor.head();
-    }
-
-    function _size() internal view returns (uint256 s) {
-        (s,) = anchor.head();
-    }
-
-    /// @dev Appends a checkpoint as WRITER on top of the current head.
-    function _checkpoint(bytes32 root, uint64 count) internal returns (uint256 index) {
-        bytes32 prev = _currentHead();
+    /// @dev Appends a checkpoint as WRITER on top of the current head; returns its index.
+    function _checkpoint(bytes32 root) internal returns (uint256 index) {
+        index = anchor.size();
         vm.prank(WRITER);
-        index = anchor.checkpoint(prev, root, count);
+        anchor.checkpoint(index, root);
     }
 
     function _root(uint256 i) internal pure returns (bytes32) {
         return keccak256(abi.encode("root", i));
+    }
+
+    function _assertHead(uint256 size, bytes32 root, string memory what) internal view {
+        (uint256 s, bytes32 r) = anchor.head();
+        vm.assertEq(s, size, string.concat(what, ": head size"));
+        vm.assertEq(r, root, string.concat(what, ": head root"));
+        vm.assertEq(anchor.size(), size, string.concat(what, ": size()"));
+    }
+
+    /// @dev Receipt gas of `checkpoint(index, root)` sent as a transaction: 21,000 + calldata + execution
+    /// (cold storage, as in a fresh transaction; no refunds are involved).
+    function _checkpointTxGas(uint256 index, bytes32 root) internal returns (uint256) {
+        bytes memory data = abi.encodeCall(anchor.checkpoint, (index, root));
+        vm.cool(address(anchor));
+        vm.prank(WRITER);
+        (bool ok,) = address(anchor).call(data);
+        vm.assertTrue(ok, "checkpoint succeeded");
+        Vm.Gas memory gas = vm.lastCallGas();
+        vm.assertTrue(gas.gasRefunded == 0, "no refund");
+        uint256 calldataGas = 0;
+        for (uint256 i = 0; i < data.length; ++i) {
+            calldataGas += data[i] == 0 ? 4 : 16;
+        }
+        return 21_000 + calldataGas + gas.gasTotalUsed;
     }
 
     /// @dev The salts/digests of the vectors generated with @openzeppelin/merkle-tree 1.0.8.
@@ -68,191 +84,146 @@ contract ReadingAnchorTest is Assertions {
 
     // ---------------------------------------------------------------- constructor
 
-    function test_constructor_grantsRoles() public view {
-        vm.assertEq(writerRole, keccak256("WRITER_ROLE"), "WRITER_ROLE");
-        vm.assertTrue(anchor.hasRole(anchor.DEFAULT_ADMIN_ROLE(), ADMIN), "admin has admin role");
-        vm.assertTrue(anchor.hasRole(writerRole, WRITER), "writer has writer role");
-        vm.assertFalse(anchor.hasRole(writerRole, ADMIN), "admin is not a writer");
-        vm.assertFalse(anchor.hasRole(anchor.DEFAULT_ADMIN_ROLE(), WRITER), "writer is not admin");
-        vm.assertFalse(anchor.hasRole(writerRole, address(this)), "deployer is not a writer");
-        vm.assertEq(anchor.getRoleAdmin(writerRole), anchor.DEFAULT_ADMIN_ROLE(), "writer role admin");
-    }
-
-    function test_constructor_emptyChain() public view {
-        (uint256 size, bytes32 h) = anchor.head();
-        vm.assertEq(size, 0, "size");
-        vm.assertEq(h, bytes32(0), "genesis head");
-    }
-
-    function test_deviceRegistry_returnsConstructorArg() public view {
+    function test_constructor_setsWriterAndRegistry() public view {
+        vm.assertEq(anchor.writer(), WRITER, "writer");
         vm.assertEq(address(anchor.deviceRegistry()), address(registry), "deviceRegistry");
     }
 
-    function testFuzz_deviceRegistry_returnsConstructorArg(address reg) public {
-        ReadingAnchor other = new ReadingAnchor(ADMIN, WRITER, IDeviceRegistry(reg));
-        vm.assertEq(address(other.deviceRegistry()), reg, "deviceRegistry");
+    function test_constructor_emptyChain() public view {
+        _assertHead(0, bytes32(0), "empty");
     }
 
-    function test_supportsAccessControlInterface() public view {
-        vm.assertTrue(anchor.supportsInterface(type(IAccessControl).interfaceId), "IAccessControl");
+    function test_constructor_zeroWriterReverts() public {
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorInvalidWriter.selector, address(0)));
+        new ReadingAnchor(address(0), registry);
+    }
+
+    function testFuzz_constructor_storesArguments(address writer, address reg) public {
+        vm.assume(writer != address(0));
+        ReadingAnchor other = new ReadingAnchor(writer, IDeviceRegistry(reg));
+        vm.assertEq(other.writer(), writer, "writer");
+        vm.assertEq(address(other.deviceRegistry()), reg, "deviceRegistry");
     }
 
     // ---------------------------------------------------------------- checkpoint
 
-    function test_checkpoint_appendsAndReturnsIndex() public {
-        bytes32 h0 = bytes32(0);
-        vm.prank(WRITER);
-        uint256 i0 = anchor.checkpoint(h0, _root(0), 10);
-        bytes32 h1 = _nextHead(h0, 0, _root(0), 10);
-
-        vm.prank(WRITER);
-        uint256 i1 = anchor.checkpoint(h1, _root(1), 1);
-        bytes32 h2 = _nextHead(h1, 1, _root(1), 1);
-
-        vm.prank(WRITER);
-        uint256 i2 = anchor.checkpoint(h2, _root(2), type(uint64).max);
-        bytes32 h3 = _nextHead(h2, 2, _root(2), type(uint64).max);
-
-        vm.assertEq(i0, 0, "index 0");
-        vm.assertEq(i1, 1, "index 1");
-        vm.assertEq(i2, 2, "index 2");
-        (uint256 size, bytes32 h) = anchor.head();
-        vm.assertEq(size, 3, "size");
-        vm.assertEq(h, h3, "head");
-        vm.assertNotEq(h1, h2, "heads differ");
-    }
-
-    function test_checkpoint_emitsCheckpointed() public {
-        bytes32 h1 = _nextHead(bytes32(0), 0, _root(0), 7);
-        vm.expectEmit(true, true, true, true, address(anchor));
-        emit IReadingAnchor.Checkpointed(0, _root(0), 7, bytes32(0), h1);
-        vm.prank(WRITER);
-        anchor.checkpoint(bytes32(0), _root(0), 7);
-
-        bytes32 h2 = _nextHead(h1, 1, _root(1), 3);
-        vm.expectEmit(true, true, true, true, address(anchor));
-        emit IReadingAnchor.Checkpointed(1, _root(1), 3, h1, h2);
-        vm.prank(WRITER);
-        anchor.checkpoint(h1, _root(1), 3);
-    }
-
-    function test_checkpoint_sameRootTwiceMakesDistinctCheckpoints() public {
-        _checkpoint(_root(0), 5);
-        bytes32 h1 = _currentHead();
-        _checkpoint(_root(0), 5);
-        vm.assertEq(_size(), 2, "size");
-        vm.assertEq(anchor.rootOf(0), anchor.rootOf(1), "same root stored twice");
-        vm.assertNotEq(_currentHead(), h1, "head moved");
-    }
-
-    function test_rootOf_eachIndex() public {
-        for (uint256 i = 0; i < 5; ++i) {
-            _checkpoint(_root(i), uint64(i + 1));
+    function test_checkpoint_appendsAtSize() public {
+        for (uint256 i = 0; i < 3; ++i) {
+            vm.prank(WRITER);
+            anchor.checkpoint(i, _root(i));
+            _assertHead(i + 1, _root(i), "after checkpoint");
         }
-        for (uint256 i = 0; i < 5; ++i) {
+        for (uint256 i = 0; i < 3; ++i) {
             vm.assertEq(anchor.rootOf(i), _root(i), "rootOf(i)");
         }
     }
 
-    function test_rootOf_emptyChainReverts() public {
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 0, 0));
-        anchor.rootOf(0);
+    function test_checkpoint_emitsCheckpointed() public {
+        vm.expectEmit(true, true, true, true, address(anchor));
+        emit IReadingAnchor.Checkpointed(0);
+        vm.prank(WRITER);
+        anchor.checkpoint(0, _root(0));
+
+        vm.expectEmit(true, true, true, true, address(anchor));
+        emit IReadingAnchor.Checkpointed(1);
+        vm.prank(WRITER);
+        anchor.checkpoint(1, _root(1));
     }
 
-    function test_rootOf_sizeReverts() public {
-        _checkpoint(_root(0), 1);
-        _checkpoint(_root(1), 1);
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 2, 2));
-        anchor.rootOf(2);
-        vm.expectRevert(
-            abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, type(uint256).max, 2)
-        );
-        anchor.rootOf(type(uint256).max);
+    function test_checkpoint_sameRootTwiceMakesDistinctCheckpoints() public {
+        _checkpoint(_root(0));
+        _checkpoint(_root(0));
+        _assertHead(2, _root(0), "two checkpoints");
+        vm.assertEq(anchor.rootOf(0), anchor.rootOf(1), "same root stored twice");
     }
 
-    function test_checkpoint_staleHeadReverts() public {
-        _checkpoint(_root(0), 1);
-        bytes32 h1 = _currentHead();
-        _checkpoint(_root(1), 1);
-        bytes32 h2 = _currentHead();
-
-        // An older head (a writer that missed checkpoint 1).
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorStaleHead.selector, h2, h1));
-        vm.prank(WRITER);
-        anchor.checkpoint(h1, _root(2), 1);
-
-        // The genesis head: restarting the chain is refused.
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorStaleHead.selector, h2, bytes32(0)));
-        vm.prank(WRITER);
-        anchor.checkpoint(bytes32(0), _root(2), 1);
-
-        // Nothing was appended and no root was replaced.
-        (uint256 size, bytes32 h) = anchor.head();
-        vm.assertEq(size, 2, "size unchanged");
-        vm.assertEq(h, h2, "head unchanged");
-        vm.assertEq(anchor.rootOf(1), _root(1), "root 1 unchanged");
+    /// @dev A writer whose view is stale (it missed checkpoints) names a taken index: refused, naming the
+    /// root already there; nothing is replaced.
+    function test_checkpoint_takenIndexReverts() public {
+        _checkpoint(_root(0));
+        _checkpoint(_root(1));
+        for (uint256 i = 0; i < 2; ++i) {
+            vm.expectRevert(
+                abi.encodeWithSelector(IReadingAnchor.ReadingAnchorAlreadyAnchored.selector, i, _root(i))
+            );
+            vm.prank(WRITER);
+            anchor.checkpoint(i, keccak256("another batch"));
+        }
+        _assertHead(2, _root(1), "unchanged");
+        vm.assertEq(anchor.rootOf(0), _root(0), "root 0 unchanged");
     }
 
-    function test_checkpoint_forkedHeadReverts() public {
-        _checkpoint(_root(0), 1);
-        bytes32 h1 = _currentHead();
-        // A writer that computed checkpoint 1 with another root holds a forked head.
-        bytes32 forked = _nextHead(h1, 1, keccak256("other batch"), 4);
-        _checkpoint(_root(1), 4);
-        bytes32 h2 = _currentHead();
-
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorStaleHead.selector, h2, forked));
+    /// @dev A checkpoint beyond the head would leave a gap: refused, also on an empty chain.
+    function test_checkpoint_gapReverts() public {
+        uint256[3] memory ahead = [uint256(1), 2, type(uint256).max];
+        for (uint256 i = 0; i < ahead.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorMissingPrevious.selector, ahead[i]));
+            vm.prank(WRITER);
+            anchor.checkpoint(ahead[i], _root(9));
+        }
+        _checkpoint(_root(0));
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorMissingPrevious.selector, 2));
         vm.prank(WRITER);
-        anchor.checkpoint(forked, _root(2), 1);
-    }
-
-    function test_checkpoint_futureHeadReverts() public {
-        // The head the chain would have after checkpoint 0 cannot be used before it exists.
-        bytes32 future = _nextHead(bytes32(0), 0, _root(0), 1);
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorStaleHead.selector, bytes32(0), future));
-        vm.prank(WRITER);
-        anchor.checkpoint(future, _root(1), 1);
+        anchor.checkpoint(2, _root(2));
+        _assertHead(1, _root(0), "unchanged");
     }
 
     function test_checkpoint_zeroRootReverts() public {
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorEmptyCheckpoint.selector));
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorEmptyRoot.selector));
         vm.prank(WRITER);
-        anchor.checkpoint(bytes32(0), bytes32(0), 1);
-    }
-
-    function test_checkpoint_zeroCountReverts() public {
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorEmptyCheckpoint.selector));
-        vm.prank(WRITER);
-        anchor.checkpoint(bytes32(0), _root(0), 0);
-        vm.assertEq(_size(), 0, "size unchanged");
+        anchor.checkpoint(0, bytes32(0));
+        _assertHead(0, bytes32(0), "unchanged");
     }
 
     function test_checkpoint_nonWriterReverts() public {
         address[3] memory callers = [STRANGER, ADMIN, address(this)];
         for (uint256 i = 0; i < callers.length; ++i) {
             vm.expectRevert(
-                abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, callers[i], writerRole)
+                abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnauthorizedWriter.selector, callers[i])
             );
             vm.prank(callers[i]);
-            anchor.checkpoint(bytes32(0), _root(0), 1);
+            anchor.checkpoint(0, _root(0));
         }
-        vm.assertEq(_size(), 0, "size unchanged");
+        _assertHead(0, bytes32(0), "unchanged");
     }
 
-    function test_checkpoint_writerRoleIsManagedByAdmin() public {
-        vm.prank(ADMIN);
-        anchor.grantRole(writerRole, STRANGER);
-        vm.prank(STRANGER);
-        anchor.checkpoint(bytes32(0), _root(0), 1);
+    /// @dev Issue 4: at most 48,000 gas per checkpoint, link check and stored root included. Index 0 has no
+    /// link to read; every later index pays one cold read for it.
+    function test_checkpoint_gasWithinBudget() public {
+        uint256 first = _checkpointTxGas(0, _root(0));
+        vm.assertLe(first, GAS_CEILING, "checkpoint 0");
+        for (uint256 i = 1; i < 4; ++i) {
+            uint256 gas = _checkpointTxGas(i, _root(i));
+            vm.assertLe(gas, GAS_CEILING, "checkpoint i");
+            vm.assertGe(gas, first + 2_100, "the link is one cold read more than checkpoint 0");
+        }
+        vm.assertLe(GAS_CEILING, GAS_BUDGET, "ceiling within the budget");
+        _assertHead(4, _root(3), "four checkpoints");
+    }
 
-        vm.prank(ADMIN);
-        anchor.revokeRole(writerRole, STRANGER);
-        bytes32 h1 = _currentHead();
+    // ---------------------------------------------------------------- rootOf, size, head
+
+    function test_rootOf_unknownIndexReverts() public {
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 0));
+        anchor.rootOf(0);
+        _checkpoint(_root(0));
+        _checkpoint(_root(1));
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 2));
+        anchor.rootOf(2);
         vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, STRANGER, writerRole)
+            abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, type(uint256).max)
         );
-        vm.prank(STRANGER);
-        anchor.checkpoint(h1, _root(1), 1);
+        anchor.rootOf(type(uint256).max);
+    }
+
+    /// @dev The gallop-and-bisect search of {size} at every length up to 130 (powers of two and their
+    /// neighbours included).
+    function test_size_isFoundAtEveryLength() public {
+        for (uint256 n = 1; n <= 130; ++n) {
+            vm.prank(WRITER);
+            anchor.checkpoint(n - 1, _root(n));
+            _assertHead(n, _root(n), "after n checkpoints");
+        }
     }
 
     // ---------------------------------------------------------------- verifyReading
@@ -287,7 +258,7 @@ contract ReadingAnchorTest is Assertions {
         (bytes32 s1, bytes32 d1) = _value(1);
         bytes32 l0 = StandardMerkle.leaf(s0, d0);
         bytes32 l1 = StandardMerkle.leaf(s1, d1);
-        _checkpoint(StandardMerkle.node(l0, l1), 2);
+        _checkpoint(StandardMerkle.node(l0, l1));
 
         vm.assertTrue(anchor.verifyReading(0, s0, d0, StandardMerkle.one(l1)), "reading 0");
         vm.assertTrue(anchor.verifyReading(0, s1, d1, StandardMerkle.one(l0)), "reading 1");
@@ -311,8 +282,8 @@ contract ReadingAnchorTest is Assertions {
         }
         (bytes32 a, bytes32 b, bytes32 c) = StandardMerkle.sort3(leaves[0], leaves[1], leaves[2]);
         bytes32 ab = StandardMerkle.node(a, b);
-        _checkpoint(bytes32(uint256(0xdead)), 1); // index 0: an unrelated batch
-        _checkpoint(StandardMerkle.node(ab, c), 3); // index 1
+        _checkpoint(bytes32(uint256(0xdead))); // index 0: an unrelated batch
+        _checkpoint(StandardMerkle.node(ab, c)); // index 1
 
         for (uint256 i = 0; i < 3; ++i) {
             bytes32 l = leaves[i];
@@ -337,7 +308,7 @@ contract ReadingAnchorTest is Assertions {
             StandardMerkle.sort3(StandardMerkle.leaf(s0, d0), StandardMerkle.leaf(s1, d1), StandardMerkle.leaf(s2, d2));
         bytes32 ab = StandardMerkle.node(a, b);
         bytes32 root = StandardMerkle.node(ab, c);
-        _checkpoint(root, 3);
+        _checkpoint(root);
 
         bytes32[] memory proofOfAb = StandardMerkle.one(c);
         // Sanity: the attack is real against a single-hash leaf.
@@ -348,97 +319,94 @@ contract ReadingAnchorTest is Assertions {
         vm.assertFalse(anchor.verifyReading(0, ab < c ? ab : c, ab < c ? c : ab, new bytes32[](0)), "root");
     }
 
+    /// @dev Every inner node of a four-leaf tree, presented as a reading with the valid proof of that node,
+    /// in both orders of its children: none verifies, while every real reading does.
+    function test_verifyReading_noInnerNodeOfAFourLeafTreeIsAReading() public {
+        bytes32[4] memory leaves;
+        bytes32[4] memory salts;
+        bytes32[4] memory digests;
+        for (uint256 i = 0; i < 4; ++i) {
+            salts[i] = keccak256(abi.encode("salt", i));
+            digests[i] = keccak256(abi.encode("digest", i));
+            leaves[i] = StandardMerkle.leaf(salts[i], digests[i]);
+        }
+        // Any pairing works for the attack; the tree is ((l0, l1), (l2, l3)).
+        bytes32 left = StandardMerkle.node(leaves[0], leaves[1]);
+        bytes32 right = StandardMerkle.node(leaves[2], leaves[3]);
+        _checkpoint(StandardMerkle.node(left, right));
+
+        vm.assertTrue(anchor.verifyReading(0, salts[0], digests[0], StandardMerkle.two(leaves[1], right)), "reading 0");
+        vm.assertTrue(anchor.verifyReading(0, salts[3], digests[3], StandardMerkle.two(leaves[2], left)), "reading 3");
+
+        vm.assertFalse(anchor.verifyReading(0, leaves[0], leaves[1], StandardMerkle.one(right)), "left (l0, l1)");
+        vm.assertFalse(anchor.verifyReading(0, leaves[1], leaves[0], StandardMerkle.one(right)), "left (l1, l0)");
+        vm.assertFalse(anchor.verifyReading(0, leaves[2], leaves[3], StandardMerkle.one(left)), "right (l2, l3)");
+        vm.assertFalse(anchor.verifyReading(0, leaves[3], leaves[2], StandardMerkle.one(left)), "right (l3, l2)");
+        vm.assertFalse(anchor.verifyReading(0, left, right, new bytes32[](0)), "root (left, right)");
+        vm.assertFalse(anchor.verifyReading(0, right, left, new bytes32[](0)), "root (right, left)");
+    }
+
     function test_verifyReading_unknownIndexReverts() public {
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 0, 0));
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, 0));
         anchor.verifyReading(0, bytes32(0), bytes32(0), new bytes32[](0));
     }
 
     // ---------------------------------------------------------------- fuzz
 
-    function testFuzz_checkpoint_hashChain(bytes32 seed, uint8 n) public {
-        n = uint8(_bound(n, 1, 24));
-        bytes32 prev = bytes32(0);
-        for (uint256 i = 0; i < n; ++i) {
-            bytes32 root = keccak256(abi.encode(seed, "root", i));
-            uint64 count = uint64(uint256(keccak256(abi.encode(seed, "count", i)))) | 1;
-            bytes32 next = _nextHead(prev, i, root, count);
-
-            vm.expectEmit(true, true, true, true, address(anchor));
-            emit IReadingAnchor.Checkpointed(i, root, count, prev, next);
-            vm.prank(WRITER);
-            uint256 index = anchor.checkpoint(prev, root, count);
-
-            (uint256 size, bytes32 h) = anchor.head();
-            vm.assertEq(index, i, "index");
-            vm.assertEq(size, i + 1, "size");
-            vm.assertEq(h, next, "head");
-            prev = next;
-        }
-        for (uint256 i = 0; i < n; ++i) {
-            vm.assertEq(anchor.rootOf(i), keccak256(abi.encode(seed, "root", i)), "rootOf");
-        }
-    }
-
-    function testFuzz_checkpoint_anyNonEmptyCheckpointAccepted(bytes32 root, uint64 count) public {
-        vm.assume(root != bytes32(0) && count != 0);
-        uint256 index = _checkpoint(root, count);
+    function testFuzz_checkpoint_anyNonZeroRootAccepted(bytes32 root) public {
+        vm.assume(root != bytes32(0));
+        uint256 index = _checkpoint(root);
         vm.assertEq(index, 0, "index");
         vm.assertEq(anchor.rootOf(0), root, "root");
-        vm.assertEq(_currentHead(), _nextHead(bytes32(0), 0, root, count), "head");
+        _assertHead(1, root, "head");
     }
 
-    function testFuzz_checkpoint_staleHeadReverts(bytes32 claimed, uint8 n, bytes32 root, uint64 count) public {
-        n = uint8(_bound(n, 0, 6));
+    /// @dev Only index == size is accepted: below it names a taken checkpoint, above it a gap.
+    function testFuzz_checkpoint_onlyTheNextIndexIsAccepted(uint8 n, uint256 index, bytes32 root) public {
+        n = uint8(_bound(n, 0, 8));
+        vm.assume(root != bytes32(0));
         for (uint256 i = 0; i < n; ++i) {
-            _checkpoint(_root(i), 1);
+            _checkpoint(_root(i));
         }
-        (uint256 size, bytes32 current) = anchor.head();
-        vm.assume(claimed != current);
-        vm.assume(root != bytes32(0) && count != 0);
+        if (index % 3 == 0) index = n; // a third of the runs try the right index
+        else if (index % 3 == 1 && n > 0) index = _bound(index, 0, n - 1);
 
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorStaleHead.selector, current, claimed));
+        if (index < n) {
+            vm.expectRevert(
+                abi.encodeWithSelector(IReadingAnchor.ReadingAnchorAlreadyAnchored.selector, index, _root(index))
+            );
+        } else if (index > n) {
+            vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorMissingPrevious.selector, index));
+        }
         vm.prank(WRITER);
-        anchor.checkpoint(claimed, root, count);
+        anchor.checkpoint(index, root);
 
-        (uint256 sizeAfter, bytes32 headAfter) = anchor.head();
-        vm.assertEq(sizeAfter, size, "size unchanged");
-        vm.assertEq(headAfter, current, "head unchanged");
+        if (index == n) {
+            _assertHead(n + 1, root, "appended");
+        } else {
+            _assertHead(n, n == 0 ? bytes32(0) : _root(n - 1), "unchanged");
+        }
     }
 
-    function testFuzz_checkpoint_emptyReverts(bytes32 root, uint64 count, bool zeroRoot) public {
-        if (zeroRoot) root = bytes32(0);
-        else count = 0;
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorEmptyCheckpoint.selector));
-        vm.prank(WRITER);
-        anchor.checkpoint(bytes32(0), root, count);
-    }
-
-    function testFuzz_checkpoint_unauthorizedReverts(address caller, bytes32 prevHead, bytes32 root, uint64 count)
-        public
-    {
+    function testFuzz_checkpoint_unauthorizedReverts(address caller, uint256 index, bytes32 root) public {
         vm.assume(caller != WRITER);
-        _checkpoint(_root(0), 1);
-        (uint256 size, bytes32 h) = anchor.head();
-        if (uint256(prevHead) % 2 == 0) prevHead = h; // half the time, a perfectly valid checkpoint
+        _checkpoint(_root(0));
+        if (index % 2 == 0) index = 1; // half the time, a perfectly valid checkpoint
+        if (root == bytes32(0)) root = _root(1);
 
-        vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, caller, writerRole)
-        );
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnauthorizedWriter.selector, caller));
         vm.prank(caller);
-        anchor.checkpoint(prevHead, root, count);
-
-        (uint256 sizeAfter, bytes32 headAfter) = anchor.head();
-        vm.assertEq(sizeAfter, size, "size unchanged");
-        vm.assertEq(headAfter, h, "head unchanged");
+        anchor.checkpoint(index, root);
+        _assertHead(1, _root(0), "unchanged");
     }
 
     function testFuzz_rootOf_unknownIndexReverts(uint256 index, uint8 n) public {
         n = uint8(_bound(n, 0, 6));
         for (uint256 i = 0; i < n; ++i) {
-            _checkpoint(_root(i), 1);
+            _checkpoint(_root(i));
         }
         index = _bound(index, n, type(uint256).max);
-        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, index, n));
+        vm.expectRevert(abi.encodeWithSelector(IReadingAnchor.ReadingAnchorUnknownIndex.selector, index));
         anchor.rootOf(index);
     }
 
@@ -446,7 +414,7 @@ contract ReadingAnchorTest is Assertions {
         vm.assume(flip != bytes32(0));
         bytes32 l0 = StandardMerkle.leaf(s0, d0);
         bytes32 l1 = StandardMerkle.leaf(s1, d1);
-        _checkpoint(StandardMerkle.node(l0, l1), 2);
+        _checkpoint(StandardMerkle.node(l0, l1));
 
         vm.assertTrue(anchor.verifyReading(0, s0, d0, StandardMerkle.one(l1)), "reading 0");
         vm.assertTrue(anchor.verifyReading(0, s1, d1, StandardMerkle.one(l0)), "reading 1");
@@ -466,7 +434,7 @@ contract ReadingAnchorTest is Assertions {
         }
         (bytes32 a, bytes32 b, bytes32 c) = StandardMerkle.sort3(leaves[0], leaves[1], leaves[2]);
         bytes32 ab = StandardMerkle.node(a, b);
-        _checkpoint(StandardMerkle.node(ab, c), 3);
+        _checkpoint(StandardMerkle.node(ab, c));
 
         uint256 k = which % 3;
         bytes32[] memory proof = leaves[k] == c ? StandardMerkle.one(ab) : StandardMerkle.two(leaves[k] == a ? b : a, c);

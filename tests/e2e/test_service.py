@@ -241,7 +241,8 @@ def test_two_instances_one_anchors_and_the_other_takes_over_after_kill9(tmp_path
         assert r.status_code == 201, r.text
         first = [httpx.post(f"{s.url}/v1/readings", json=device.reading({"weight_kg": 7.5}), timeout=30).json()["id"] for s in services]
         with httpx.Client(base_url=follower.url, timeout=30) as http:
-            assert {wait_proof(http, i, bank)["anchor"]["index"] for i in first} == {0}  # one batch, anchored once
+            anchored = sorted({wait_proof(http, i, bank)["anchor"]["index"] for i in first})
+        assert anchored in ([0], [0, 1])  # one or two batches (the readings may straddle a seal), each once
 
         leader.kill9()
         killed = time.monotonic()
@@ -249,7 +250,7 @@ def test_two_instances_one_anchors_and_the_other_takes_over_after_kill9(tmp_path
         with httpx.Client(base_url=follower.url, timeout=30) as http:
             bundle = wait_proof(http, later, bank)
             assert time.monotonic() - killed < 15
-            assert bundle["anchor"]["index"] == 1
+            assert bundle["anchor"]["index"] == anchored[-1] + 1  # the next checkpoint: nothing anchored twice or skipped
             assert http.get("/healthz").json()["anchoring"]["leader"] is True
         r = follower.cli("verify", "-", "--rpc", node.url, input=json.dumps(bundle))
         assert r.returncode == 0, r.stdout + r.stderr

@@ -60,8 +60,7 @@ def test_crash_after_send_before_record_is_not_anchored_twice(db_url, ledger_fac
     setup_readings(ledger)
     batch = ledger.anchorer.seal()
     client = ledger.chain.client
-    size, head = client.head()
-    client.wait_checkpoint(client.send_checkpoint(head, batch.root, batch.count)[0])  # sent; the process "died" here
+    client.wait_checkpoint(client.send_checkpoint(batch.index, batch.root)[0])  # sent; the process "died" here
     assert batches(ledger)[0].status == "sealed"
     ledger.anchorer.reconcile()
     assert ledger.anchorer.anchor_pending() == 1
@@ -75,8 +74,7 @@ def test_crash_while_submitted_resumes_from_receipt(db_url, ledger_factory) -> N
     setup_readings(ledger)
     batch = ledger.anchorer.seal()
     client = ledger.chain.client
-    _, head = client.head()
-    tx_hash, nonce = client.send_checkpoint(head, batch.root, batch.count)
+    tx_hash, nonce = client.send_checkpoint(batch.index, batch.root)
     with ledger.db.session() as session:  # recorded as submitted, then the process "died"
         row = session.get(Batch, 0)
         row.status, row.tx_hash, row.nonce = "submitted", tx_hash, nonce

@@ -6,12 +6,25 @@ pragma solidity ^0.8.24;
  * Signatures must match the cheatcode ABI exactly; see https://book.getfoundry.sh/cheatcodes/.
  */
 interface Vm {
+    /// @dev Gas of the last call made by the test contract (`lastCallGas`).
+    struct Gas {
+        uint64 gasLimit;
+        uint64 gasTotalUsed;
+        uint64 gasMemoryUsed;
+        int64 gasRefunded;
+        uint64 gasRemaining;
+    }
+
     // Environment
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function label(address account, string calldata newLabel) external;
     function warp(uint256 newTimestamp) external;
+    function cool(address target) external;
+
+    // Gas
+    function lastCallGas() external view returns (Gas memory gas);
 
     // Expectations
     function expectRevert(bytes calldata revertData) external;

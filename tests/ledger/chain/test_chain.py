@@ -22,6 +22,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak
 from web3 import Web3
+from web3.exceptions import ContractLogicError
 
 from attestation.bundle import AnchorQuery
 from ledger.chain import (
@@ -62,9 +63,10 @@ def need_anvil() -> Path:
     return binary
 
 
-def next_head(prev: bytes, index: int, root: bytes, count: int) -> bytes:
-    """``keccak256(abi.encode(head, index, root, count))`` (IReadingAnchor)."""
-    return keccak(abi_encode(["bytes32", "uint256", "bytes32", "uint64"], [prev, index, root, count]))
+#: Issue 4: a checkpoint's receipt shows at most this much gas, the link and the stored root included.
+CHECKPOINT_GAS_BUDGET = 48_000
+#: anvil's funded dev account 1 (public default mnemonic).
+ANVIL_DEV_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
 def leaf(salt: bytes, digest: bytes) -> bytes:
@@ -166,65 +168,84 @@ class TestChainConformance:
         if chain.handle.rpc_url is not None:
             assert chain.handle.rpc_url.startswith("http://127.0.0.1:")
 
-    def test_checkpoints_chain_their_heads(self, chain: Chain) -> None:
+    def test_checkpoints_extend_the_head(self, chain: Chain) -> None:
         client = chain.client
-        size, head = client.head()
-        first = client.checkpoint(head, fp(0xA1), 3)
+        size, _ = client.head()
+        first = client.checkpoint(size, fp(0xA1))
         assert isinstance(first, AnchorReceipt)
-        assert (first.index, first.root, first.count) == (size, fp(0xA1), 3)
-        assert first.head == next_head(head, size, fp(0xA1), 3)
+        assert (first.index, first.root) == (size, fp(0xA1))
         assert first.tx_hash.startswith("0x") and len(first.tx_hash) == 66
+        assert first.block_hash.startswith("0x") and len(first.block_hash) == 66
         assert first.block_number <= client.block_number()
+        assert Web3.to_hex(chain.handle.w3.eth.get_block(first.block_number)["hash"]) == first.block_hash
 
-        second = client.checkpoint(first.head, fp(0xA2), 1)
+        second = client.checkpoint(size + 1, fp(0xA2))
         assert second.index == size + 1
-        assert second.head == next_head(first.head, size + 1, fp(0xA2), 1)
-        assert client.head() == (size + 2, second.head)
+        assert client.head() == (size + 2, fp(0xA2))
+        assert client.size() == size + 2
         assert client.root_of(size) == fp(0xA1)
         assert client.root_of(size + 1) == fp(0xA2)
 
-    def test_stale_head_and_bad_checkpoints_revert_with_decoded_errors(self, chain: Chain) -> None:
+    def test_checkpoint_gas_is_within_budget(self, chain: Chain) -> None:
+        """Receipt gas of a checkpoint that pays for the link (index >= 1), on every backend."""
         client = chain.client
-        size, head = client.head()
-        if size == 0:
-            head = client.checkpoint(head, fp(1), 1).head
-        with pytest.raises(ChainRevert) as stale:
-            client.checkpoint(ZERO, fp(0xB1), 2)
-        assert stale.value.error == "ReadingAnchorStaleHead"
-        assert stale.value.params == {"currentHead": head, "claimedHead": ZERO}
-        assert f"ReadingAnchorStaleHead(currentHead=0x{head.hex()}, claimedHead=0x{ZERO.hex()})" in str(stale.value)
+        if client.size() == 0:
+            client.checkpoint(0, fp(0x60))
+        for _ in range(3):
+            receipt = client.checkpoint(client.size(), keccak(fp(client.size())))
+            assert receipt.index >= 1
+            assert receipt.gas_used <= CHECKPOINT_GAS_BUDGET - 100, receipt.gas_used
+            assert chain.handle.w3.eth.get_transaction_receipt(receipt.tx_hash)["gasUsed"] == receipt.gas_used
 
-        with pytest.raises(ChainRevert, match=r"ReadingAnchorEmptyCheckpoint\(\)"):
-            client.checkpoint(head, fp(0xB2), 0)
-        unknown = client.head()[0] + 5
+    def test_checkpoints_that_do_not_extend_the_head_revert_with_decoded_errors(self, chain: Chain) -> None:
+        client = chain.client
+        size, root = client.head()
+        if size == 0:
+            client.checkpoint(0, fp(1))
+            size, root = client.head()
+        with pytest.raises(ChainRevert) as stale:
+            client.checkpoint(size - 1, fp(0xB1))
+        assert stale.value.error == "ReadingAnchorAlreadyAnchored"
+        assert stale.value.params == {"index": size - 1, "root": root}
+        assert f"ReadingAnchorAlreadyAnchored(index={size - 1}, root=0x{root.hex()})" in str(stale.value)
+
+        with pytest.raises(ChainRevert) as gap:
+            client.checkpoint(size + 1, fp(0xB2))
+        assert (gap.value.error, gap.value.params) == ("ReadingAnchorMissingPrevious", {"index": size + 1})
+        with pytest.raises(ChainRevert, match=r"ReadingAnchorEmptyRoot\(\)"):
+            client.checkpoint(size, ZERO)
         with pytest.raises(ChainRevert) as missing:
-            client.root_of(unknown)
-        assert missing.value.error == "ReadingAnchorUnknownIndex"
-        assert missing.value.params["index"] == unknown
+            client.root_of(size + 5)
+        assert (missing.value.error, missing.value.params) == ("ReadingAnchorUnknownIndex", {"index": size + 5})
         with pytest.raises(ValueError):
-            client.checkpoint(head, b"short", 1)
-        assert client.head()[1] == head  # nothing was anchored by the failures
+            client.checkpoint(size, b"short")
+        with pytest.raises(ValueError):
+            client.send_checkpoint(-1, fp(0xB3))
+        assert client.head() == (size, root)  # nothing was anchored by the failures
 
     def test_split_send_and_receipt(self, chain: Chain) -> None:
         client = chain.client
-        size, head = client.head()
-        tx_hash, nonce = client.send_checkpoint(head, fp(0xC1), 7)
+        size = client.size()
+        tx_hash, nonce = client.send_checkpoint(size, fp(0xC1))
         assert isinstance(nonce, int)
         assert Web3.to_hex(chain.handle.w3.eth.get_transaction(tx_hash)["hash"]) == tx_hash
         receipt = client.checkpoint_receipt(tx_hash)
         assert receipt is not None
-        assert (receipt.index, receipt.root, receipt.count, receipt.tx_hash) == (size, fp(0xC1), 7, tx_hash)
+        assert (receipt.index, receipt.root, receipt.tx_hash) == (size, fp(0xC1), tx_hash)
         assert client.checkpoint_receipt(tx_hash, timeout=0) == receipt  # looking again is fine
         assert client.wait_checkpoint(tx_hash) == receipt
         assert client.find_checkpoint(size) == receipt
         assert client.find_checkpoint(size + 100) is None
         assert client.checkpoint_receipt("0x" + "ab" * 32, timeout=0) is None
 
-        tx_hash, _ = client.send_checkpoint(head, fp(0xC2), 1)  # stale now: reverts once mined
+        tx_hash, _ = client.send_checkpoint(size, fp(0xC2))  # taken now: reverts once mined
         with pytest.raises(ChainRevert) as stale:
             client.checkpoint_receipt(tx_hash)
-        assert stale.value.error == "ReadingAnchorStaleHead"
+        assert stale.value.error == "ReadingAnchorAlreadyAnchored"
+        assert stale.value.params == {"index": size, "root": fp(0xC1)}
         assert stale.value.tx_hash == tx_hash
+        with pytest.raises(ChainRevert, match="reverted"):
+            client.reader.checkpoint_receipt(client.anchor_address, tx_hash)
 
     def test_device_lifecycle(self, chain: Chain) -> None:
         client = chain.client
@@ -287,14 +308,16 @@ class TestChainConformance:
         client = chain.client
         anchor, registry = chain.deployment.contracts[ANCHOR], chain.deployment.contracts[REGISTRY]
         salt, digest = fp(0x5A17), fp(0xD16E57)
-        size, head = client.head()
-        anchored = client.checkpoint(head, leaf(salt, digest), 1)  # a one-leaf tree: root = leaf
+        size = client.size()
+        anchored = client.checkpoint(size, leaf(salt, digest))  # a one-leaf tree: root = leaf
         device = unique("rd")
         client.register_device(device, fp(9), "ES256", 500)
 
         reader = chain.reader()
         assert reader.chain_id == client.chain_id
-        assert reader.head(anchor) == (size + 1, anchored.head)
+        assert reader.head(anchor) == (size + 1, leaf(salt, digest))
+        assert reader.size(anchor) == size + 1
+        assert reader.writer_of(anchor) == client.address
         assert reader.root_of(anchor, size) == leaf(salt, digest)
         assert reader.device_registry_of(anchor) == registry
         assert reader.verify_reading(anchor, size, salt, digest, [])
@@ -323,15 +346,15 @@ class TestChainConformance:
         w3.eth.wait_for_transaction_receipt(
             w3.eth.send_raw_transaction(client.account.sign_transaction(tx).raw_transaction), poll_latency=0.01
         )
-        size, head = client.head()
-        assert client.checkpoint(head, fp(0xE1), 1).index == size  # "nonce too low" -> resync -> sent
+        size = client.size()
+        assert client.checkpoint(size, fp(0xE1)).index == size  # "nonce too low" -> resync -> sent
 
     def test_fees_are_read_again_when_the_node_refuses_them(self, chain: Chain) -> None:
         client = chain.client
         assert chain.handle.w3.eth.get_block("latest")["baseFeePerGas"] > 0
         client._fees = {"maxFeePerGas": 0, "maxPriorityFeePerGas": 0}  # below the base fee
-        size, head = client.head()
-        assert client.checkpoint(head, fp(0xE2), 1).index == size
+        size = client.size()
+        assert client.checkpoint(size, fp(0xE2)).index == size
         assert client._fees["maxFeePerGas"] > 0
 
     def test_concurrent_sends_keep_nonces_in_order(self, chain: Chain) -> None:
@@ -367,8 +390,8 @@ def test_artifacts_load_from_the_package() -> None:
 
 
 def test_decode_revert() -> None:
-    data = keccak(text="ReadingAnchorUnknownIndex(uint256,uint256)")[:4] + abi_encode(["uint256", "uint256"], [4, 2])
-    assert decode_revert(data) == ("ReadingAnchorUnknownIndex", {"index": 4, "size": 2})
+    data = keccak(text="ReadingAnchorAlreadyAnchored(uint256,bytes32)")[:4] + abi_encode(["uint256", "bytes32"], [4, fp(2)])
+    assert decode_revert(data) == ("ReadingAnchorAlreadyAnchored", {"index": 4, "root": fp(2)})
     error_string = keccak(text="Error(string)")[:4] + abi_encode(["string"], ["boom"])
     assert decode_revert(error_string) == ("Error", {"message": "boom"})
     assert decode_revert(b"\x01\x02\x03\x04") is None
@@ -410,6 +433,27 @@ def test_ensure_deployment_on_a_fresh_embedded_chain_redeploys(tmp_path: Path) -
         assert read_deployment(tmp_path, again.chain_id) == replaced == second.client.deployment
 
 
+@pytest.mark.anvil
+def test_an_anchor_written_by_another_key_is_not_used(tmp_path: Path, rpc_anvil: str) -> None:
+    """The anchor's writer is fixed at deployment: a new relayer key needs new contracts."""
+    with open_chain(rpc_anvil, tmp_path, relayer_key=ANVIL_DEV_KEY) as first:
+        old = deploy_to(first.client, tmp_path)
+    with open_chain(rpc_anvil, tmp_path, relayer_key=ANVIL_DEV_KEY_1) as second:
+        with pytest.raises(ChainError, match="accepts checkpoints only from") as refused:
+            ensure_deployment(second.client, tmp_path, deploy_if_missing=False)
+        assert "pledgeledger deploy" in str(refused.value)
+        new = ensure_deployment(second.client, tmp_path)  # a dev chain deploys anew
+        assert new.contracts[ANCHOR] != old.contracts[ANCHOR]
+        assert second.client.reader.writer_of(new.contracts[ANCHOR]) == second.client.address
+        with pytest.raises(ContractLogicError) as unauthorized:
+            second.client.reader.contract(ANCHOR, old.contracts[ANCHOR]).functions.checkpoint(0, fp(1)).call(
+                {"from": second.client.address}
+            )
+        data = unauthorized.value.data
+        assert decode_revert(bytes.fromhex(data[2:])) == ("ReadingAnchorUnauthorizedWriter", {"account": second.client.address.lower()})
+        assert second.client.checkpoint(0, fp(1)).index == 0
+
+
 def test_embedded_relayer_can_be_any_key(tmp_path: Path) -> None:
     """A custom relayer on the embedded chain must be funded first (eth-tester funds only its own)."""
     with open_chain("embedded", tmp_path) as handle:
@@ -432,7 +476,7 @@ def test_legacy_fees_on_a_chain_without_base_fee(tmp_path: Path) -> None:
     try:
         with open_chain(url, tmp_path, relayer_key=ANVIL_DEV_KEY) as handle:
             deploy_to(handle.client, tmp_path)
-            anchored = handle.client.checkpoint(ZERO, fp(0x1E), 1)
+            anchored = handle.client.checkpoint(0, fp(0x1E))
             assert handle.w3.eth.get_transaction(anchored.tx_hash)["type"] == 0
             assert set(handle.client._fee_fields()) == {"gasPrice"}
     finally:
@@ -464,8 +508,8 @@ def test_managed_state_survives_kill_9(tmp_path: Path) -> None:
     crashed = open_chain("managed", tmp_path)
     try:
         deployment = ensure_deployment(crashed.client, tmp_path)
-        first = crashed.client.checkpoint(ZERO, fp(0xF1), 2)
-        second = crashed.client.checkpoint(first.head, fp(0xF2), 3)
+        crashed.client.checkpoint(0, fp(0xF1))
+        second = crashed.client.checkpoint(1, fp(0xF2))
         crashed.client.register_device("survivor", fp(8), "ES256", 100)
         wait_for_state_dump(crashed)
         assert crashed.node is not None and crashed.node.process is not None
@@ -474,11 +518,11 @@ def test_managed_state_survives_kill_9(tmp_path: Path) -> None:
 
         with open_chain("managed", tmp_path) as restarted:
             assert ensure_deployment(restarted.client, tmp_path, deploy_if_missing=False) == deployment
-            assert restarted.client.head() == (2, second.head)
+            assert restarted.client.head() == (2, fp(0xF2))
             assert restarted.client.root_of(0) == fp(0xF1)
             assert restarted.client.key_at("survivor", 100) == DeviceKey(fp(8), "ES256", 100, OPEN_UNTIL)
             assert restarted.client.reader.find_checkpoint(deployment.contracts[ANCHOR], 1) == second
-            third = restarted.client.checkpoint(second.head, fp(0xF3), 1)  # nonce picked up from the node
+            third = restarted.client.checkpoint(2, fp(0xF3))  # nonce picked up from the node
             assert third.index == 2
     finally:
         crashed.close()
@@ -490,7 +534,7 @@ def test_managed_node_of_a_killed_service_is_replaced(tmp_path: Path) -> None:
     orphaned = open_chain("managed", tmp_path)  # never closed before the next start: the service "died"
     try:
         ensure_deployment(orphaned.client, tmp_path)
-        last = orphaned.client.checkpoint(ZERO, fp(0xAB), 1)  # no wait for the periodic dump
+        orphaned.client.checkpoint(0, fp(0xAB))  # no wait for the periodic dump
         assert orphaned.node is not None and orphaned.node.process is not None
         old_pid = orphaned.node.process.pid
         assert int(orphaned.node.pid_path.read_text()) == old_pid
@@ -502,7 +546,7 @@ def test_managed_node_of_a_killed_service_is_replaced(tmp_path: Path) -> None:
             with pytest.raises(ChainUnavailable):
                 orphaned.client.block_number()  # the old node was stopped...
             ensure_deployment(fresh.client, tmp_path, deploy_if_missing=False)
-            assert fresh.client.head() == (1, last.head)  # ...with SIGTERM, so it dumped its state
+            assert fresh.client.head() == (1, fp(0xAB))  # ...with SIGTERM, so it dumped its state
             orphaned.close()  # must not delete the new node's pid file
             assert fresh.node.pid_path.exists()
         assert not fresh.node.pid_path.exists()
@@ -515,7 +559,7 @@ def test_managed_truncated_state_is_restored_from_backup(tmp_path: Path, caplog:
     need_anvil()
     with open_chain("managed", tmp_path) as handle:
         deployment = ensure_deployment(handle.client, tmp_path)
-        anchored = handle.client.checkpoint(ZERO, fp(0xCC), 4)
+        anchored = handle.client.checkpoint(0, fp(0xCC))
     with open_chain("managed", tmp_path) as handle:  # a valid state file: copied to .bak on start
         assert handle.node is not None
         state, backup = handle.node.state_path, handle.node.backup_path
@@ -524,6 +568,6 @@ def test_managed_truncated_state_is_restored_from_backup(tmp_path: Path, caplog:
 
     with open_chain("managed", tmp_path) as handle:
         assert ensure_deployment(handle.client, tmp_path, deploy_if_missing=False) == deployment
-        assert handle.client.head() == (1, anchored.head)
+        assert handle.client.head() == (1, fp(0xCC))
     assert "restored the last complete copy" in caplog.text
     assert list(tmp_path.glob("chain/anvil-state.corrupt-*.json"))
