@@ -38,145 +38,57 @@ import http.client
 import io
 import json
 import math
-import multiprocessing as mp
 import os
 import pstats
 import random
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from anywhere without installing
-    sys.path.insert(0, str(ROOT))
+from benchlib import (  # noqa: F401 - re-exported: the other benchmarks' helpers used to live here
+    _DATA,
+    DEFAULT_PG_URL,
+    KINDS,
+    ROOT,
+    SPAWN,
+    BenchError,
+    BenchService,
+    CpuWindow,
+    Service,
+    add_service_args,
+    background_load,
+    build_batches,
+    cli_command,
+    cpu_delta,
+    cpu_lines,
+    cpu_snapshot,
+    device_specs,
+    expect_message,
+    free_port,
+    log,
+    machine_info,
+    machine_lines,
+    new_device,
+    new_report,
+    next_message,
+    percentile,
+    pg_execute,
+    private_pem,
+    run_bench,
+    schema_url,
+    spawn_child,
+    ts_text,
+)
 
-DEFAULT_PG_URL = os.environ.get("PLEDGELEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET_RATIO = 0.5
-_CTX = mp.get_context("spawn")  # clean children: no inherited threads, sockets or DB pools
-
-
-# ---------------------------------------------------------------------------------------------
-# output helpers
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class BenchError(RuntimeError):
-    """A failed run: printed and exit status 1."""
-
-
-def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gb": mem_gb,
-        "python": sys.version.split()[0],
-        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# realistic devices and readings (shared by the raw benchmark, the load generator and --profile)
-
-
-#: (kind, id stem, data generator) — payloads of about 200-290 bytes in RFC 8785 form.
-def _data_load_cell(rng: random.Random, n: int) -> dict[str, Any]:
-    return {"weight_kg": round(rng.uniform(800, 26000), 1), "tare_kg": 42.5, "stable": True, "channel": 1 + n % 4}
-
-
-def _data_temp(rng: random.Random, n: int) -> dict[str, Any]:
-    return {
-        "temp_c": round(rng.uniform(-4, 31), 2),
-        "rh_pct": round(rng.uniform(25, 85), 1),
-        "battery_v": round(rng.uniform(3.4, 3.7), 3),
-    }
-
-
-def _data_power(rng: random.Random, n: int) -> dict[str, Any]:
-    return {"energy_kwh": round(18250.0 + n * 0.37, 3), "power_kw": round(rng.uniform(0, 55), 2), "phase": "L1-L2-L3"}
-
-
-def _data_location(rng: random.Random, n: int) -> dict[str, Any]:
-    return {
-        "lat": round(53.5461 + rng.uniform(-1e-4, 1e-4), 7),
-        "lon": round(9.9665 + rng.uniform(-1e-4, 1e-4), 7),
-        "accuracy_m": round(rng.uniform(0.1, 0.9), 2),
-        "zone": "bay-07",
-    }
-
-
-def _data_rfid(rng: random.Random, n: int) -> dict[str, Any]:
-    return {"count": 118 + rng.randint(0, 3), "reader_zone": "dock-2", "antenna": 1 + n % 4}
-
-
-KINDS = [
-    ("load_cell", "scale", _data_load_cell),
-    ("temp_humidity", "th", _data_temp),
-    ("power_meter", "pm", _data_power),
-    ("location", "uwb", _data_location),
-    ("rfid_inventory", "rfid", _data_rfid),
-]
-_DATA = {kind: gen for kind, _, gen in KINDS}
-
-
-def device_specs(count: int, run_tag: str) -> list[tuple[str, str, str]]:
-    """(device id, kind, lot) for ``count`` devices spread over warehouses and kinds."""
-    specs = []
-    for i in range(count):
-        kind, stem, _ = KINDS[i % len(KINDS)]
-        specs.append((f"wh{i % 7 + 1:02d}-{stem}-{run_tag}-{i:05d}", kind, f"LOT-2026-{100000 + i // 4:06d}"))
-    return specs
-
-
-def new_device(spec: tuple[str, str, str], key_pem: bytes | None = None):  # type: ignore[no-untyped-def]
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    from ledger.simulator import SimulatedDevice
-
-    device_id, kind, lot = spec
-    if key_pem is None:
-        return SimulatedDevice(device_id, kind, alg="ES256", lot=lot)
-    return SimulatedDevice(device_id, kind, alg="ES256", lot=lot, _key=load_pem_private_key(key_pem, None))
-
-
-def private_pem(device: Any) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return device._key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def ts_text(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,11 +128,11 @@ def _raw_worker(seconds: float, seed: int, ready: Any, start: Any, results: Any)
 
 def run_raw(seconds: float, processes: int) -> dict[str, Any]:
     log(f"(a) raw P-256: verify_signature('ES256', ...) in {processes} process(es) for {seconds:g} s")
-    ready = _CTX.Barrier(processes + 1)
-    start = _CTX.Event()
-    results = _CTX.Queue()
+    ready = SPAWN.Barrier(processes + 1)
+    start = SPAWN.Event()
+    results = SPAWN.Queue()
     workers = [
-        _CTX.Process(target=_raw_worker, args=(seconds, i, ready, start, results), daemon=True)
+        SPAWN.Process(target=_raw_worker, args=(seconds, i, ready, start, results), daemon=True)
         for i in range(processes)
     ]
     for w in workers:
@@ -249,92 +161,7 @@ def run_raw(seconds: float, processes: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# CPU accounting from /proc (who burnt the cores during the timed window)
-
-
-_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def cpu_snapshot(service_sid: int | None) -> dict[str, float]:
-    """CPU seconds so far: whole machine (busy, total), the service's session, PostgreSQL processes."""
-    snap = {"machine_busy": 0.0, "machine_total": 0.0, "machine_steal": 0.0, "service": 0.0, "postgres": 0.0}
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        snap["machine_total"] = sum(fields[:8]) / _CLK
-        snap["machine_busy"] = (sum(fields[:7]) - idle) / _CLK  # user..softirq, without steal
-        snap["machine_steal"] = (fields[7] if len(fields) > 7 else 0) / _CLK  # time the hypervisor gave to others
-    except (OSError, ValueError, IndexError):
-        pass
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        rest = raw[raw.rindex(")") + 2 :].split()
-        cpu = (int(rest[11]) + int(rest[12])) / _CLK  # utime + stime
-        if service_sid is not None and int(rest[3]) == service_sid:
-            snap["service"] += cpu
-        elif comm.startswith("postgres"):
-            snap["postgres"] += cpu
-    return snap
-
-
-def background_load(seconds: float = 1.0) -> float:
-    """Cores busy on this machine over ``seconds`` before we start (other people's work skews results)."""
-    before = cpu_snapshot(None)
-    time.sleep(seconds)
-    after = cpu_snapshot(None)
-    return round((after["machine_busy"] - before["machine_busy"]) / seconds, 2)
-
-
-def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float, loadgen_cpu: float) -> dict[str, float]:
-    busy = after["machine_busy"] - before["machine_busy"]
-    total = after["machine_total"] - before["machine_total"]
-    service = (after["service"] - before["service"]) / wall
-    postgres = (after["postgres"] - before["postgres"]) / wall
-    busy_cores = busy / wall
-    return {
-        "machine_busy_cores": round(busy_cores, 2),
-        "other_cores": round(busy_cores - service - postgres - loadgen_cpu / wall, 2),
-        "service_cores": round((after["service"] - before["service"]) / wall, 2),
-        "postgres_cores": round((after["postgres"] - before["postgres"]) / wall, 2),
-        "loadgen_cores": round(loadgen_cpu / wall, 2),
-        "machine_busy_pct": round(100 * busy / total, 1) if total else None,
-        "steal_pct": round(100 * (after["machine_steal"] - before["machine_steal"]) / total, 1) if total else None,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # (b) the load generator: a separate process that signs everything first, then posts
-
-
-def build_batches(
-    devices: list[Any], total: int, batch_size: int, *, rng: random.Random, base: datetime, span_s: float
-) -> list[list[dict[str, Any]]]:
-    """``total`` readings of ``devices`` interleaved at random, cut into batches of ``batch_size``."""
-    counters = Counter()
-    step = span_s / max(total, 1)
-    readings = []
-    for j in range(total):
-        device = rng.choice(devices)
-        n = counters[device.id]
-        counters[device.id] += 1
-        moment = base + timedelta(seconds=j * step)
-        readings.append(device.reading(_DATA[device.kind](rng, n), ts=ts_text(moment)))
-    return [readings[i : i + batch_size] for i in range(0, len(readings), batch_size)]
-
-
-def _loadgen_main(spec: dict[str, Any], out: Any, go: Any) -> None:
-    try:
-        _loadgen(spec, out, go)
-    except BaseException as exc:  # noqa: BLE001 - report anything to the parent instead of leaving it waiting
-        import traceback
-
-        out.put({"type": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
 
 
 def _loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
@@ -408,8 +235,7 @@ def _loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
     threads = [threading.Thread(target=sender, args=(g,), daemon=True) for g in range(conns)]
     for t in threads:
         t.start()
-    cpu0 = cpu_snapshot(spec["service_sid"])
-    self0 = os.times()
+    meter = CpuWindow(spec["service_sid"])
     t_start = time.perf_counter()
     barrier.wait()
     while True:
@@ -427,9 +253,8 @@ def _loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
             )
     ends = [r[3] for rs in responses for r in rs]
     t_end = max(ends) if ends else time.perf_counter()
-    self1 = os.times()
-    cpu1 = cpu_snapshot(spec["service_sid"])
     wall = t_end - t_start
+    cpu = meter.stop(wall)
     for c in connections:
         c.close()
 
@@ -455,9 +280,8 @@ def _loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
     latencies.sort()
 
     def pct(p: float) -> float:
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 4) if latencies else float("nan")
+        return round(percentile(latencies, p), 4) if latencies else float("nan")
 
-    loadgen_cpu = (self1.user + self1.system) - (self0.user + self0.system)
     out.put(
         {
             "type": "done",
@@ -469,87 +293,9 @@ def _loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
             "samples": samples,
             "errors": errors,
             "latency_s": {"p50": pct(0.5), "p95": pct(0.95), "max": round(latencies[-1], 4) if latencies else None},
-            "cpu": cpu_delta(cpu0, cpu1, wall, loadgen_cpu) if wall > 0 else {},
+            "cpu": cpu,
         }
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# the service under test
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cli_command() -> list[str]:
-    exe = Path(sys.executable).with_name("pledgeledger")
-    if exe.exists():
-        return [str(exe)]
-    fallback = ROOT / ".venv" / "bin" / "pledgeledger"
-    return [str(fallback)] if fallback.exists() else [sys.executable, "-m", "api.cli"]
-
-
-class Service:
-    """``pledgeledger serve`` in its own session (so it and its children stop together)."""
-
-    def __init__(self, env: dict[str, str], port: int, log_path: Path, extra_args: list[str]) -> None:
-        self.env, self.port, self.log_path, self.extra_args = env, port, log_path, extra_args
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 180) -> dict[str, Any]:
-        import httpx
-
-        cmd = cli_command() + ["serve", *self.extra_args]
-        log(f"starting the service: {' '.join(cmd)} on port {self.port}")
-        with self.log_path.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                cmd, env=self.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"the service exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                return httpx.get(f"{self.url}/healthz", timeout=2).raise_for_status().json()
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        raise BenchError(f"the service was not ready within {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        log("stopping the service")
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-
-
-def schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options={quote('-csearch_path=' + schema, safe='')}"
-
-
-def pg_execute(url: str, sql: str) -> Any:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        cur = conn.execute(sql)
-        return cur.fetchall() if cur.description else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,194 +493,119 @@ def summarise_pyspy(path: Path) -> dict[str, Any]:
 
 
 def run_e2e(args: argparse.Namespace) -> dict[str, Any]:
-    import httpx
-
-    tag = secrets.token_hex(4)
-    schema = f"bench_{tag}"
-    url = schema_url(args.pg_url, schema)
-    data_dir = Path(tempfile.mkdtemp(prefix=f"bench_ingest_{tag}_"))
-    service: Service | None = None
+    log("(b) end to end")
     loadgen = None
     pyspy = None
-    result: dict[str, Any] = {"schema": schema, "data_dir": str(data_dir)}
-    failed = True
-    schema_created = False
-    try:
-        log(f"(b) end to end: schema {schema} in {args.pg_url}, data dir {data_dir}")
+    with BenchService.from_args(
+        args,
+        name="bench_ingest",
+        batch_interval_s=args.batch_interval if args.with_anchoring else 1e6,
+        lift_rate_limits=not args.keep_rate_limits,
+    ) as bench:
+        result: dict[str, Any] = {"schema": bench.schema, "data_dir": str(bench.data_dir)}
         try:
-            pg_execute(args.pg_url, f"CREATE SCHEMA {schema}")
-        except Exception as exc:  # noqa: BLE001 - psycopg.Error or a bad URL: say which and stop
-            raise BenchError(f"cannot create schema {schema} in {args.pg_url}: {exc}") from None
-        schema_created = True
-        port = free_port()
-        env = {
-            **os.environ,
-            "PLEDGELEDGER_DB_URL": url,
-            "PLEDGELEDGER_CHAIN": args.chain,
-            "PLEDGELEDGER_DATA_DIR": str(data_dir),
-            "PLEDGELEDGER_HOST": "127.0.0.1",
-            "PLEDGELEDGER_PORT": str(port),
-            "PLEDGELEDGER_BATCH_INTERVAL_S": str(args.batch_interval if args.with_anchoring else 1e6),
-        }
-        if not args.keep_rate_limits:  # measure throughput, not the per-device token bucket (20/s, burst 2,000)
-            env |= {"PLEDGELEDGER_DEVICE_RATE_PER_S": "1000000", "PLEDGELEDGER_DEVICE_BURST": "1000000000"}
-        env.pop("PLEDGELEDGER_MQTT_URL", None)
-        service = Service(env, port, data_dir / "service.log", args.serve_arg)
-        health = service.start()
-        log(f"service ready: db {health.get('db')}, chain {health.get('chain', {}).get('id')}")
+            api_key = bench.create_org(f"bench operator {bench.tag}", "operator")
+            specs = device_specs(args.devices, bench.tag)
+            devices = [new_device(s) for s in specs]
+            not_before = time.time()
+            result["register_s"] = round(bench.register_devices(api_key, devices), 2)
 
-        created = subprocess.run(
-            cli_command() + ["org", "create", f"bench operator {tag}", "--role", "operator"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if created.returncode != 0:
-            raise BenchError(f"org create failed ({created.returncode}): {created.stderr or created.stdout}")
-        api_key = json.loads(created.stdout)["api_key"]
-
-        specs = device_specs(args.devices, tag)
-        devices = [new_device(s) for s in specs]
-        log(f"registering {len(devices)} devices over HTTP (each key recorded on the embedded chain)")
-        not_before = time.time()
-        t0 = time.perf_counter()
-        with httpx.Client(base_url=service.url, timeout=60, headers={"Authorization": f"Bearer {api_key}"}) as client:
-            for i, d in enumerate(devices, 1):
-                r = client.post("/v1/devices", json=d.registration())
-                if r.status_code != 201:
-                    raise BenchError(f"registering {d.id}: HTTP {r.status_code} {r.text[:500]}")
-                if i % 25 == 0 or i == len(devices):
-                    log(f"  registered {i}/{len(devices)}")
-        result["register_s"] = round(time.perf_counter() - t0, 2)
-
-        spec = {
-            "seed": args.seed,
-            "devices": [(list(s), private_pem(d)) for s, d in zip(specs, devices)],
-            "connections": args.connections,
-            "readings": args.readings,
-            "batch_size": args.batch_size,
-            "host": "127.0.0.1",
-            "port": port,
-            "timeout": args.request_timeout,
-            "not_before": not_before,
-            "service_sid": service.proc.pid if service.proc else None,
-            "new_connection_per_batch": args.new_connection_per_batch,
-        }
-        out = _CTX.Queue()
-        go = _CTX.Event()
-        loadgen = _CTX.Process(target=_loadgen_main, args=(spec, out, go), daemon=True)
-        loadgen.start()
-        log(
-            f"load generator (pid {loadgen.pid}) signing {args.readings:,} readings for {len(devices)} devices "
-            f"as {math.ceil(args.readings / args.batch_size)} batches of {args.batch_size} (clock not started)"
-        )
-        msg = _next_message(out, loadgen, timeout=600)
-        if msg["type"] != "ready":
-            raise BenchError(f"load generator: {msg.get('error')}\n{msg.get('traceback', '')}")
-        result["sign_s"] = round(msg["sign_s"], 2)
-        result["request_bytes"] = msg["bytes"]
-        log(
-            f"signed and serialised in {msg['sign_s']:.1f} s ({msg['bytes'] / 1e6:.1f} MB of JSON); posting over "
-            f"{args.connections} keep-alive connection(s)"
-        )
-
-        if args.py_spy:
-            pyspy = start_pyspy(args.py_spy, service.proc.pid if service.proc else 0, args)
-        go.set()
-        msg = _next_message(
-            out, loadgen, timeout=args.request_timeout * math.ceil(args.readings / args.batch_size) + 600
-        )
-        if pyspy is not None:
-            stop_pyspy(pyspy)
-            pyspy = None
-            result["py_spy"] = (
-                {"file": str(args.py_spy), **summarise_pyspy(Path(args.py_spy))}
-                if Path(args.py_spy).exists()
-                else {"error": "no output"}
-            )
-        if msg["type"] != "done":
-            raise BenchError(f"load generator: {msg.get('error')}\n{msg.get('traceback', '')}")
-        loadgen.join(timeout=30)
-
-        wall = msg["wall_s"]
-        accepted = msg["statuses"].get("accepted", 0)
-        result.update(
-            {
-                "wall_s": round(wall, 3),
-                "ingest_per_s": args.readings / wall if wall > 0 else 0.0,
-                "accepted": accepted,
-                "statuses": msg["statuses"],
-                "http_codes": msg["http_codes"],
-                "reject_codes": msg["reject_codes"],
-                "latency_s": msg["latency_s"],
-                "cpu": msg["cpu"],
+            spec = {
+                "seed": args.seed,
+                "devices": [(list(s), private_pem(d)) for s, d in zip(specs, devices)],
+                "connections": args.connections,
+                "readings": args.readings,
+                "batch_size": args.batch_size,
+                "host": "127.0.0.1",
+                "port": bench.service.port,
+                "timeout": args.request_timeout,
+                "not_before": not_before,
+                "service_sid": bench.service_sid,
+                "new_connection_per_batch": args.new_connection_per_batch,
             }
-        )
-        log(f"(b) end to end: {args.readings:,} readings in {wall:.2f} s = {result['ingest_per_s']:,.0f} readings/s")
-        problems = list(msg["errors"])
-        if set(msg["http_codes"]) != {"200"} or msg["batches_answered"] != math.ceil(args.readings / args.batch_size):
-            problems.append(f"HTTP answers {msg['http_codes']} for {msg['batches_answered']} batches")
-        if accepted != args.readings:
-            problems.append(
-                f"{accepted:,} of {args.readings:,} readings accepted; others: {msg['reject_codes'] or msg['statuses']}"
+            loadgen, out, go = spawn_child(_loadgen, spec)
+            log(
+                f"load generator (pid {loadgen.pid}) signing {args.readings:,} readings for {len(devices)} devices "
+                f"as {math.ceil(args.readings / args.batch_size)} batches of {args.batch_size} (clock not started)"
             )
-        problems += [f"  e.g. {s}" for s in msg["samples"][:5]] if problems else []
+            msg = expect_message(out, loadgen, "ready", timeout=600)
+            result["sign_s"] = round(msg["sign_s"], 2)
+            result["request_bytes"] = msg["bytes"]
+            log(
+                f"signed and serialised in {msg['sign_s']:.1f} s ({msg['bytes'] / 1e6:.1f} MB of JSON); posting over "
+                f"{args.connections} keep-alive connection(s)"
+            )
 
-        stored, mismatched = pg_execute(url, "SELECT count(*), count(*) FILTER (WHERE prev_mismatch) FROM readings")[0]
-        result["stored"] = stored
-        result["prev_mismatch"] = mismatched
-        log(f"database check: {stored:,} readings stored in {schema} ({mismatched} with a broken prev link)")
-        if stored != args.readings:
-            problems.append(f"the database holds {stored:,} readings, expected {args.readings:,}")
-        if mismatched:
-            problems.append(f"{mismatched} stored readings have prev_mismatch (the load generator's chains broke)")
-        if problems:
-            result["problems"] = problems
-            raise BenchError("end-to-end run failed:\n  " + "\n  ".join(problems))
+            if args.py_spy:
+                pyspy = start_pyspy(args.py_spy, bench.service_sid or 0, args)
+            go.set()
+            msg = next_message(
+                out, loadgen, timeout=args.request_timeout * math.ceil(args.readings / args.batch_size) + 600
+            )
+            if pyspy is not None:
+                stop_pyspy(pyspy)
+                pyspy = None
+                result["py_spy"] = (
+                    {"file": str(args.py_spy), **summarise_pyspy(Path(args.py_spy))}
+                    if Path(args.py_spy).exists()
+                    else {"error": "no output"}
+                )
+            if msg["type"] != "done":
+                raise BenchError(f"load generator: {msg.get('error')}\n{msg.get('traceback', '')}")
+            loadgen.join(timeout=30)
 
-        if args.profile:
-            log(f"profiling one batch of {args.batch_size} in-process (cProfile, same schema)")
-            result["profile"] = profile_batch(url, devices, args.batch_size, top=args.profile_top)
-        failed = False
-        return result
-    finally:
-        if pyspy is not None:
-            stop_pyspy(pyspy)
-        if loadgen is not None and loadgen.is_alive():
-            loadgen.terminate()
-            loadgen.join(timeout=10)
-        if service is not None:
-            if failed and sys.exc_info()[0] is not KeyboardInterrupt:
-                print(f"--- service log tail ({service.log_path}) ---\n{service.tail()}", file=sys.stderr)
-            service.stop()
-        if args.keep:
-            log(f"kept schema {schema} ({url}) and data dir {data_dir}")
-        elif schema_created:
-            try:
-                pg_execute(args.pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
-                log(f"could not drop schema {schema}: {exc}")
-        if not args.keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
+            wall = msg["wall_s"]
+            accepted = msg["statuses"].get("accepted", 0)
+            result.update(
+                {
+                    "wall_s": round(wall, 3),
+                    "ingest_per_s": args.readings / wall if wall > 0 else 0.0,
+                    "accepted": accepted,
+                    "statuses": msg["statuses"],
+                    "http_codes": msg["http_codes"],
+                    "reject_codes": msg["reject_codes"],
+                    "latency_s": msg["latency_s"],
+                    "cpu": msg["cpu"],
+                }
+            )
+            log(
+                f"(b) end to end: {args.readings:,} readings in {wall:.2f} s = {result['ingest_per_s']:,.0f} readings/s"
+            )
+            problems = list(msg["errors"])
+            if set(msg["http_codes"]) != {"200"} or msg["batches_answered"] != math.ceil(
+                args.readings / args.batch_size
+            ):
+                problems.append(f"HTTP answers {msg['http_codes']} for {msg['batches_answered']} batches")
+            if accepted != args.readings:
+                problems.append(
+                    f"{accepted:,} of {args.readings:,} readings accepted; others: {msg['reject_codes'] or msg['statuses']}"
+                )
+            problems += [f"  e.g. {s}" for s in msg["samples"][:5]] if problems else []
 
+            stored, mismatched = pg_execute(
+                bench.db_url, "SELECT count(*), count(*) FILTER (WHERE prev_mismatch) FROM readings"
+            )[0]
+            result["stored"] = stored
+            result["prev_mismatch"] = mismatched
+            log(f"database check: {stored:,} readings stored in {bench.schema} ({mismatched} with a broken prev link)")
+            if stored != args.readings:
+                problems.append(f"the database holds {stored:,} readings, expected {args.readings:,}")
+            if mismatched:
+                problems.append(f"{mismatched} stored readings have prev_mismatch (the load generator's chains broke)")
+            if problems:
+                result["problems"] = problems
+                raise BenchError("end-to-end run failed:\n  " + "\n  ".join(problems))
 
-def _next_message(queue: Any, proc: Any, *, timeout: float) -> dict[str, Any]:
-    import queue as queue_mod
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return queue.get(timeout=1.0)
-        except queue_mod.Empty:
-            if not proc.is_alive():
-                try:
-                    return queue.get(timeout=1.0)
-                except queue_mod.Empty:
-                    raise BenchError(f"the load generator died (exit code {proc.exitcode})") from None
-    raise BenchError(f"no answer from the load generator within {timeout:.0f} s")
+            if args.profile:
+                log(f"profiling one batch of {args.batch_size} in-process (cProfile, same schema)")
+                result["profile"] = profile_batch(bench.db_url, devices, args.batch_size, top=args.profile_top)
+            return result
+        finally:
+            if pyspy is not None:
+                stop_pyspy(pyspy)
+            if loadgen is not None and loadgen.is_alive():
+                loadgen.terminate()
+                loadgen.join(timeout=10)
 
 
 def start_pyspy(path: Path, pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -983,11 +654,8 @@ def print_summary(report: dict[str, Any]) -> None:
     w = print
     w("")
     w("pledgeledger ingestion benchmark")
-    w(
-        f"  machine     {m['cores']} cores ({m['affinity']} usable), {m['cpu_model']}, {m['mem_gb']} GB RAM, Python {m['python']}"
-    )
-    if m.get("background_cores_before", 0) > 0.15:
-        w(f"  WARNING     {m['background_cores_before']} cores were busy with other work just before the run")
+    for line in machine_lines(m):
+        w(line)
     w(
         f"  parameters  N={p['readings']:,} readings, batches of {p['batch_size']}, {p['devices']} devices, "
         f"{p['connections']} {'connections opened per batch' if p['new_connection_per_batch'] else 'keep-alive connection(s)'}, chain {p['chain']}, anchoring {'on' if p['with_anchoring'] else 'off'}, "
@@ -1004,18 +672,8 @@ def print_summary(report: dict[str, Any]) -> None:
             f"({p['readings']:,} in {e2e['wall_s']:.2f} s; all accepted and stored; batch latency p50 {e2e['latency_s']['p50']:.3f} s, "
             f"p95 {e2e['latency_s']['p95']:.3f} s)"
         )
-        cpu = e2e.get("cpu") or {}
-        if cpu and (cpu.get("steal_pct") or 0) > 3:
-            w(f"      WARNING: the hypervisor took {cpu['steal_pct']}% of this VM's CPU time (steal) during the run")
-        if cpu and cpu.get("other_cores", 0) > 0.15:
-            w(
-                f"      WARNING: other processes used {cpu['other_cores']} cores during the timed window; the rate is understated"
-            )
-        if cpu:
-            w(
-                f"      CPU during the run: service {cpu['service_cores']} cores, PostgreSQL {cpu['postgres_cores']}, "
-                f"load generator {cpu['loadgen_cores']}, anything else {cpu['other_cores']}; machine {cpu['machine_busy_pct']}% busy, steal {cpu['steal_pct']}%"
-            )
+        for line in cpu_lines(e2e.get("cpu") or {}):
+            w(f"      {line}")
     if "ingest_ratio" in report:
         ok = report["ingest_ratio"] >= TARGET_RATIO
         w(
@@ -1090,16 +748,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-raw", action="store_true", help="only the end-to-end part (no ratio)")
     parser.add_argument("--skip-e2e", action="store_true", help="only the raw P-256 part (no ratio)")
     parser.add_argument(
-        "--pg-url",
-        default=DEFAULT_PG_URL,
-        help=f"PostgreSQL to create the bench_<random> schema in (default {DEFAULT_PG_URL}; env PLEDGELEDGER_TEST_PG_URL)",
-    )
-    parser.add_argument(
-        "--chain",
-        default="embedded",
-        help="PLEDGELEDGER_CHAIN of the service: embedded (default, in-process py-evm, no anvil), managed, or an RPC URL",
-    )
-    parser.add_argument(
         "--keep-rate-limits",
         action="store_true",
         help="keep the service's per-device rate limits (default: lifted, so that N/devices readings per device in a "
@@ -1117,18 +765,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PLEDGELEDGER_BATCH_INTERVAL_S with --with-anchoring (default 5)",
     )
     parser.add_argument(
-        "--serve-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for `pledgeledger serve`, repeatable (e.g. --serve-arg=--workers --serve-arg=2 once it exists)",
-    )
-    parser.add_argument(
         "--request-timeout", type=float, default=300.0, help="seconds to wait for one batch's answer (default 300)"
-    )
-    parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the PostgreSQL schema and the service's data dir (with its log)"
     )
     parser.add_argument(
         "--profile",
@@ -1145,7 +782,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--py-spy-gil", action="store_true", help="py-spy --gil: only the thread holding the GIL")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the summary")
+    add_service_args(parser)
     parser.add_argument("--check", action="store_true", help=f"exit 3 when the ratio is below {TARGET_RATIO}")
     args = parser.parse_args(argv)
     if args.readings < 1 or args.devices < 1 or args.connections < 1 or not 1 <= args.batch_size:
@@ -1157,39 +794,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    report: dict[str, Any] = {
-        "machine": machine_info(),
-        "params": {
-            "readings": args.readings,
-            "devices": args.devices,
-            "connections": args.connections,
-            "new_connection_per_batch": args.new_connection_per_batch,
-            "batch_size": args.batch_size,
-            "raw_seconds": args.raw_seconds,
-            "raw_processes": args.raw_processes,
-            "with_anchoring": args.with_anchoring,
-            "chain": args.chain,
-            "device_rate_limits": "kept" if args.keep_rate_limits else "lifted",
-            "serve_args": " ".join(args.serve_arg),
-            "pg_url": args.pg_url,
-            "seed": args.seed,
-        },
-        "target_ratio": TARGET_RATIO,
+    params = {
+        "readings": args.readings,
+        "devices": args.devices,
+        "connections": args.connections,
+        "new_connection_per_batch": args.new_connection_per_batch,
+        "batch_size": args.batch_size,
+        "raw_seconds": args.raw_seconds,
+        "raw_processes": args.raw_processes,
+        "with_anchoring": args.with_anchoring,
+        "device_rate_limits": "kept" if args.keep_rate_limits else "lifted",
     }
-    status = 0
-    try:
-        report["machine"]["background_cores_before"] = busy = background_load()
-        if busy > 0.15:
-            log(
-                f"WARNING: {busy} cores were already busy before the benchmark started: the figures will be low and noisy"
-            )
+    report = new_report(args, params, target_ratio=TARGET_RATIO)
+
+    def body() -> int:
         if not args.skip_raw:
             report["raw"] = run_raw(args.raw_seconds, args.raw_processes)
             report["raw_p256_per_s"] = round(report["raw"]["per_s"])
@@ -1201,19 +821,10 @@ def main(argv: list[str] | None = None) -> int:
             report["ingest_ratio"] = round(report["e2e"]["ingest_per_s"] / report["raw"]["per_s"], 4)
             report["target_met"] = report["ingest_ratio"] >= TARGET_RATIO
             if args.check and not report["target_met"]:
-                status = 3
-    except KeyboardInterrupt:
-        log("interrupted; cleaned up")
-        return 130
-    except BenchError as exc:
-        log(f"FAILED: {exc}")
-        report["error"] = str(exc)
-        status = 1
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    elif status != 1:
-        print_summary(report)
-    return status
+                return 3
+        return 0
+
+    return run_bench(report, body, print_summary, as_json=args.json)
 
 
 if __name__ == "__main__":
