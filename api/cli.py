@@ -44,6 +44,7 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Bind address [env PLEDGELEDGER_HOST; default 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port [env PLEDGELEDGER_PORT; default 8000]")] = None,
     batch_interval: Annotated[Optional[float], typer.Option("--batch-interval", help="Seconds between anchored batches [default 5]")] = None,
+    confirmations: Annotated[Optional[int], typer.Option(help="Blocks after which an anchor is final where the node has no 'finalized' tag [env PLEDGELEDGER_CONFIRMATIONS; default 12 on an RPC chain, 1 on managed/embedded]")] = None,
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
     import uvicorn
@@ -55,7 +56,8 @@ def serve(
     from ledger.service import Ledger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
+                         confirmations=confirmations)  # fmt: skip
     err.print(f"starting: data in {settings.data_dir.resolve()}, chain {settings.chain}")
     try:
         ledger = Ledger.open(settings)

@@ -27,11 +27,14 @@ def get_reading(session: Session, reading_id: str) -> Reading:
 def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dict[str, Any]:
     """The self-contained bundle a bank verifies against the chain alone.
 
-    Raises :class:`ProofPending` (with a retry delay) until the reading's batch is confirmed.
+    Raises :class:`ProofPending` (with a retry delay) until the reading's batch is included in a
+    block. ``anchor.status`` then says ``included`` or, once the block is final, ``final``: a
+    reorganisation may still move an included anchor to another block, but never changes
+    ``rootOf(index)``, which is all a verifier reads.
     """
     reading = get_reading(session, reading_id)
     batch = session.get(Batch, reading.batch_index) if reading.batch_index is not None else None
-    if batch is None or batch.status != "confirmed":
+    if batch is None or batch.status not in ("included", "final"):
         waited = (datetime.now(timezone.utc) - utc(reading.received_at)).total_seconds()
         retry = max(1, math.ceil(interval_s - waited % interval_s)) if batch is None else 1
         raise ProofPending(

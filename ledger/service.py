@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import devices, ingest, orgs, proofs
-from ledger.anchoring import Anchorer
+from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.settings import Settings
+from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
 from ledger.store.models import Organisation, utc
 
@@ -47,7 +47,14 @@ class Ledger:
         try:
             # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`
             ensure_deployment(chain.client, settings.data_dir, deploy_if_missing=chain.kind != "rpc")
-            anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size)
+            anchorer = Anchorer(
+                db,
+                chain.client,
+                interval_s=settings.batch_interval_s,
+                max_size=settings.batch_max_size,
+                finality=_finality(settings, chain.kind),
+                replace_after_s=settings.replace_after_s,
+            )
             if start_anchoring:
                 anchorer.start()
             if mqtt is not None:
@@ -74,7 +81,7 @@ class Ledger:
             "status": "ok",
             "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
-            "anchoring": {"last_error": self.anchorer.last_error},
+            "anchoring": {"last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
@@ -130,6 +137,15 @@ class Ledger:
     def proof(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.proof_bundle(session, reading_id, interval_s=self.settings.batch_interval_s)
+
+
+def _finality(settings: Settings, kind: str) -> Finality:
+    """A JSON-RPC chain: its node's ``finalized`` block where it has one, else confirmations. The dev
+    chains mine each transaction at once and never reorganise: final once included, unless
+    ``confirmations`` says otherwise (anvil's ``finalized`` trails by 64 blocks it does not mine)."""
+    if kind == "rpc":
+        return Finality(confirmations=settings.confirmations or RPC_CONFIRMATIONS, use_finalized_tag=None)
+    return Finality(confirmations=settings.confirmations or DEV_CONFIRMATIONS, use_finalized_tag=False)
 
 
 def _device_view(device: Any, tx_hash: str | None) -> dict[str, Any]:
