@@ -25,9 +25,10 @@ Each batch moves through persisted states (``Batch.status``)::
   another transaction took its nonce or a gap opened below it.
 - **included → final** once the block is final: at or below the node's ``finalized`` block
   where the chain has that tag (:class:`Finality`), else ``confirmations`` blocks deep (the
-  including block counts). Until then each pass looks the receipt up again: gone means a
-  reorganisation dropped the anchor and the batch goes back to ``submitted`` (and so to being
-  sent again); in another block, its block is updated.
+  including block counts). Until then each pass checks that the block still has the recorded
+  hash; if not, the receipt tells: gone means a reorganisation dropped the anchor and the batch
+  goes back to ``submitted`` (and so to being sent again); in another block, its block is
+  updated.
 - While the node cannot be reached nothing changes state (readings are still accepted and
   sealed); the backlog is sent in one pass when it returns.
 
@@ -149,20 +150,28 @@ class Anchorer:
         """Move every batch that is not final as far as the chain lets it now, waiting up to
         ``receipt_wait_s`` for the receipts of what was sent; returns how many became final."""
         finals = 0
-        deadline: float | None = None  # receipt_wait_s after the last pass that changed nothing
         for _ in range(MAX_PASSES):  # a batch takes a handful of steps; never spin on a chain that flips
             changed, waiting, became_final = self._pass()
             finals += became_final
             if changed:
-                deadline = None
                 continue
-            if not waiting:
+            if not waiting or not self._await_a_receipt():
                 break
-            deadline = deadline or time.monotonic() + self.receipt_wait_s
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
         return finals
+
+    def _await_a_receipt(self) -> bool:
+        """Poll the receipts of the submitted batches (only those: one call each) for up to
+        ``receipt_wait_s``, at growing intervals; True as soon as one appears."""
+        with self.db.session() as session:
+            hashes = list(session.scalars(select(Batch.tx_hash).where(Batch.status == "submitted")))
+        deadline = time.monotonic() + self.receipt_wait_s
+        pause = 0.01
+        while time.monotonic() < deadline:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.5)
+            if any(self.chain.transaction_status(h) == "mined" for h in hashes if h):
+                return True
+        return False
 
     def tick(self) -> None:
         self.seal()
@@ -262,6 +271,12 @@ class Anchorer:
 
     def _follow_included(self, batch: Batch, heights: _Heights) -> tuple[bool, bool]:
         assert batch.tx_hash is not None
+        if batch.block_number is not None and heights.block_hash(batch.block_number) == batch.block_hash:
+            # its block is still on the chain, so is the checkpoint: only finality can change
+            if not self._is_final(batch.block_number, heights):
+                return False, False
+            self._final(batch.index, batch.block_number)
+            return True, False
         try:
             receipt = self.chain.checkpoint_receipt(batch.tx_hash, timeout=0)
         except ChainRevert as exc:  # re-executed after a reorganisation, and refused this time
@@ -285,10 +300,7 @@ class Anchorer:
             self._included(batch.index, receipt)
             changed = True
         if self._is_final(receipt.block_number, heights):
-            with self.db.session() as session:
-                row = session.get(Batch, batch.index)
-                row.status, row.final_at = "final", _now()
-            log.info("checkpoint %d is final (block %d)", batch.index, receipt.block_number)
+            self._final(batch.index, receipt.block_number)
             changed = True
         return changed, False
 
@@ -323,6 +335,12 @@ class Anchorer:
             row.chain_id, row.contract = self.chain.chain_id, self.chain.anchor_address
             row.anchored_at = row.anchored_at or _now()
         log.info("anchored batch %d (%s) in block %d", index, receipt.tx_hash, receipt.block_number)
+
+    def _final(self, index: int, block_number: int) -> None:
+        with self.db.session() as session:
+            row = session.get(Batch, index)
+            row.status, row.final_at = "final", _now()
+        log.info("checkpoint %d is final (block %d)", index, block_number)
 
     def _recognise(self, index: int, root: bytes) -> bool:
         """The chain has checkpoint ``index``: if it is our root, take its transaction as ours."""
@@ -393,12 +411,18 @@ class Anchorer:
 
 
 class _Heights:
-    """The chain's latest and finalized block numbers, read at most once per pass."""
+    """The chain's latest and finalized block numbers and block hashes, each read at most once per pass."""
 
     def __init__(self, chain: Any) -> None:
         self._chain = chain
         self._latest: int | None = None
         self._finalized: tuple[int | None] | None = None
+        self._hashes: dict[int, str | None] = {}
+
+    def block_hash(self, number: int) -> str | None:
+        if number not in self._hashes:
+            self._hashes[number] = self._chain.block_hash(number)
+        return self._hashes[number]
 
     def latest(self) -> int:
         if self._latest is None:

@@ -40,6 +40,7 @@ from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
+    BlockNotFound,
     ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
@@ -671,6 +672,15 @@ class ChainClient:
             mined = int(self.w3.eth.get_transaction_count(self.address, "latest"))
             pending = int(self.w3.eth.get_transaction_count(self.address, "pending"))
         return mined, pending
+
+    def block_hash(self, number: int) -> str | None:
+        """The hash of the chain's block ``number`` now, or ``None`` if there is no such block (yet)."""
+        with _chain_errors(f"reading block {number}"):
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+        return None if block is None else Web3.to_hex(block["hash"])
 
     def finalized_block(self) -> int | None:
         """The number of the node's ``finalized`` block, or ``None`` if the node has no such tag."""

@@ -56,8 +56,10 @@ def open_ledger(node: AnvilNode, ledger_factory, tmp_path: Path):  # type: ignor
         deploy_to(handle.client, data_dir)
 
     def make(**kw):  # type: ignore[no-untyped-def]
-        return ledger_factory(f"sqlite:///{tmp_path / 'ledger.sqlite3'}", chain=node.url, relayer_key=ANVIL_DEV_KEY,
-                              data_dir=data_dir, **kw)  # fmt: skip
+        ledger = ledger_factory(f"sqlite:///{tmp_path / 'ledger.sqlite3'}", chain=node.url, relayer_key=ANVIL_DEV_KEY,
+                                data_dir=data_dir, **kw)  # fmt: skip
+        ledger.anchorer.receipt_wait_s = 1.0  # anvil mines at once, but a loaded test machine may not answer at once
+        return ledger
 
     return make
 
@@ -104,6 +106,7 @@ def test_an_anchor_is_final_at_the_nodes_finalized_block(node: AnvilNode, open_l
 
 def test_on_a_dev_chain_an_anchor_is_final_after_the_configured_confirmations(ledger_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ledger = ledger_factory(f"sqlite:///{tmp_path / 'l.sqlite3'}", chain="managed", confirmations=3)
+    ledger.anchorer.receipt_wait_s = 1.0
     setup_readings(ledger)
     ledger.anchorer.tick()
     assert status(ledger) == "included"

@@ -180,6 +180,8 @@ class TestChainConformance:
         assert first.block_hash.startswith("0x") and len(first.block_hash) == 66
         assert first.block_number <= client.block_number()
         assert Web3.to_hex(chain.handle.w3.eth.get_block(first.block_number)["hash"]) == first.block_hash
+        assert client.block_hash(first.block_number) == first.block_hash
+        assert client.block_hash(client.block_number() + 1_000) is None
 
         second = client.checkpoint(size + 1, fp(0xA2))
         assert second.index == size + 1
