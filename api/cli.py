@@ -55,6 +55,7 @@ def serve(
             "serve requests; the embedded chain cannot be shared, so use managed or an RPC URL.",
         ),
     ] = 1,
+    confirmations: Annotated[Optional[int], typer.Option(help="Blocks after which an anchor is final where the node has no 'finalized' tag [env PLEDGELEDGER_CONFIRMATIONS; default 12 on an RPC chain, 1 on managed/embedded]")] = None,
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
     import os
@@ -68,7 +69,8 @@ def serve(
     from ledger.service import Ledger
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
+                         confirmations=confirmations)  # fmt: skip
     if workers > 1 and settings.chain == "embedded":
         err.print("[red]cannot start[/]: the embedded chain lives inside one process; with --workers > 1 use --chain managed or an RPC URL")
         raise typer.Exit(2)

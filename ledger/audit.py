@@ -68,7 +68,7 @@ from ledger.devices import describe_device, device_gaps
 from ledger.errors import NotFound
 from ledger.proofs import split_proof
 from ledger.store.db import Database
-from ledger.store.models import Batch, Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
+from ledger.store.models import ANCHORED_STATES, Batch, Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
 __all__ = ["AuditChain", "AuditReport", "Finding", "audit_device", "check_checkpoint_link", "open_audit_chain", "run_audit"]
 
@@ -161,6 +161,9 @@ def check_checkpoint_link(previous: AnchorReceipt | None, current: AnchorReceipt
     mined no earlier than ``i - 1``, and its transaction names the root ``rootOf(i)`` returns
     (checked by the caller). Adapt this function, and only it, when the contract's link changes.
     """
+    expected_index = 0 if previous is None else previous.index + 1
+    if current.index != expected_index:
+        return f"checkpoint {current.index} does not extend {'the empty chain' if previous is None else f'checkpoint {previous.index}'}"
     if previous is not None and current.block_number < previous.block_number:
         return (
             f"checkpoint {current.index} was mined in block {current.block_number}, before checkpoint "
@@ -349,7 +352,7 @@ class _Auditor:
             self.find("anchor_contract_mismatch", f"batch {batch.index} says it was anchored by {batch.contract}, the audited "
                       f"anchor is {self.chain.anchor_address}", **where)
         if batch.index >= size:
-            if batch.status == "confirmed":
+            if batch.status in ANCHORED_STATES:
                 self.find("checkpoint_missing", f"batch {batch.index} is recorded as anchored (tx {batch.tx_hash}), but the chain "
                           f"has only {size} checkpoints", **where)
             else:
@@ -360,7 +363,7 @@ class _Auditor:
             self.find("chain_root_mismatch", f"batch {batch.index}: rootOf({batch.index}) on chain is {to_hex(on_chain)}, the stored "
                       f"root is {to_hex(batch.root)}", **where)
         receipt = self.checkpoint(batch.index, on_chain)
-        if receipt is not None and batch.status == "confirmed" and batch.tx_hash and receipt.tx_hash.lower() != batch.tx_hash.lower():
+        if receipt is not None and batch.status in ANCHORED_STATES and batch.tx_hash and receipt.tx_hash.lower() != batch.tx_hash.lower():
             self.report.add(Finding("anchor_tx_mismatch", f"batch {batch.index} is recorded in tx {batch.tx_hash}, the chain's "
                                     f"checkpoint {batch.index} is in tx {receipt.tx_hash}", "warning", **where))
 

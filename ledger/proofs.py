@@ -22,7 +22,7 @@ from attestation.encoding import to_hex
 from attestation.merkle import leaf_hash
 from ledger.batching import batch_tree
 from ledger.errors import NotFound, ProofPending
-from ledger.store.models import Batch, DeviceKeyRecord, Reading, utc
+from ledger.store.models import ANCHORED_STATES, Batch, DeviceKeyRecord, Reading, utc
 
 __all__ = ["get_batch", "get_reading", "multiproof_bundle", "proof_bundle", "split_proof", "tree_export"]
 
@@ -80,11 +80,14 @@ def _pending(what: str, batch: Batch | None, received_at: datetime, interval_s: 
 def proof_bundle(session: Session, reading_id: str, *, interval_s: float) -> dict[str, Any]:
     """The self-contained bundle a bank verifies against the chain alone.
 
-    Raises :class:`ProofPending` (with a retry delay) until the reading's batch is confirmed.
+    Raises :class:`ProofPending` (with a retry delay) until the reading's batch is included in a
+    block. ``anchor.status`` then says ``included`` or, once the block is final, ``final``: a
+    reorganisation may still move an included anchor to another block, but never changes
+    ``rootOf(index)``, which is all a verifier reads.
     """
     reading = get_reading(session, reading_id)
     batch = session.get(Batch, reading.batch_index) if reading.batch_index is not None else None
-    if batch is None or batch.status != "confirmed":
+    if batch is None or batch.status not in ANCHORED_STATES:
         raise _pending(f"reading {reading.id} is", batch, reading.received_at, interval_s)
     entry = _entry(reading, session.get(DeviceKeyRecord, reading.key_id))
     return build_bundle(
@@ -107,7 +110,7 @@ def multiproof_bundle(session: Session, index: int, lot: str, *, interval_s: flo
     :class:`ProofPending` until the batch is confirmed.
     """
     batch = get_batch(session, index)
-    if batch.status != "confirmed":
+    if batch.status not in ANCHORED_STATES:
         raise _pending(f"batch {index} is", batch, batch.sealed_at, interval_s)
     rows = list(session.scalars(select(Reading).where(Reading.batch_index == index, Reading.lot == lot)))
     if not rows:

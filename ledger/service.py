@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ledger import audit, devices, ingest, orgs, proofs, webhooks
-from ledger.anchoring import Anchorer
+from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.settings import Settings
+from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
 from ledger.store.models import Organisation, utc
 
@@ -49,8 +49,15 @@ class Ledger:
         try:
             # dev chains get contracts on first start; a real chain needs an explicit `pledgeledger deploy`
             ensure_deployment(chain.client, settings.data_dir, deploy_if_missing=chain.kind != "rpc")
-            anchorer = Anchorer(db, chain.client, interval_s=settings.batch_interval_s, max_size=settings.batch_max_size,
-                                leadership=Leadership(db, "anchoring"))
+            anchorer = Anchorer(
+                db,
+                chain.client,
+                interval_s=settings.batch_interval_s,
+                max_size=settings.batch_max_size,
+                finality=_finality(settings, chain.kind),
+                replace_after_s=settings.replace_after_s,
+                leadership=Leadership(db, "anchoring"),
+            )
             dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
             if start_anchoring:  # the background jobs: anchoring and webhook deliveries
                 anchorer.start()
@@ -80,7 +87,7 @@ class Ledger:
             "status": "ok",
             "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
-            "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error},
+            "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
@@ -166,6 +173,15 @@ class Ledger:
 
     def device_history(self, device_id: str) -> dict[str, Any]:
         return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
+
+
+def _finality(settings: Settings, kind: str) -> Finality:
+    """A JSON-RPC chain: its node's ``finalized`` block where it has one, else confirmations. The dev
+    chains mine each transaction at once and never reorganise: final once included, unless
+    ``confirmations`` says otherwise (anvil's ``finalized`` trails by 64 blocks it does not mine)."""
+    if kind == "rpc":
+        return Finality(confirmations=settings.confirmations or RPC_CONFIRMATIONS, use_finalized_tag=None)
+    return Finality(confirmations=settings.confirmations or DEV_CONFIRMATIONS, use_finalized_tag=False)
 
 
 def _device_view(device: Any, tx_hash: str | None) -> dict[str, Any]:

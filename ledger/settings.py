@@ -7,7 +7,12 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "normalise_db_url"]
+__all__ = ["DEV_CONFIRMATIONS", "RPC_CONFIRMATIONS", "Settings", "normalise_db_url"]
+
+#: Default confirmations where the node has no ``finalized`` tag: a JSON-RPC chain, and the
+#: instant-mining dev chains (managed anvil, embedded py-evm) where nothing reorganises.
+RPC_CONFIRMATIONS = 12
+DEV_CONFIRMATIONS = 1
 
 
 def normalise_db_url(url: str) -> str:
@@ -31,6 +36,15 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field("pledgeledger-bridge", description="Stable MQTT client id: the broker keeps its session (QoS 1)")
     batch_interval_s: float = Field(5.0, gt=0, description="Seal and anchor a batch this often")
     batch_max_size: int = Field(65536, gt=0, le=1_000_000, description="Most readings in one batch")
+    confirmations: int | None = Field(
+        None,
+        ge=1,
+        description="Blocks (the including one counted) after which an anchor is final, on a chain whose node has "
+        "no 'finalized' block tag; default 12 on a JSON-RPC chain, 1 (final once included) on managed/embedded",
+    )
+    replace_after_s: float = Field(
+        90.0, gt=0, description="Replace a checkpoint transaction not mined after this long (same nonce, fees +12.5%)"
+    )
     max_batch_request: int = Field(1000, gt=0, description="Most readings in one POST /v1/readings")
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")

@@ -90,7 +90,7 @@ def measure(name: str, spec: str, sizes: list[int], *, relayer_key: str | None) 
                     "index": receipt.index,
                     "tx_hash": receipt.tx_hash,
                     "block_number": receipt.block_number,
-                    "status": "confirmed",
+                    "status": "included",
                 },
             )
             report = verify_bundle(bundle, client.reader.chain_facts(chain_query(bundle)))

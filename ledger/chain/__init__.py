@@ -32,6 +32,8 @@ from ledger.chain.base import (
     ChainUnavailable,
     Deployment,
     DeviceKey,
+    NonceConsumed,
+    SignedTx,
 )
 from ledger.chain.client import ChainClient, ChainReader, decode_revert
 
@@ -52,6 +54,8 @@ __all__ = [
     "ChainUnavailable",
     "Deployment",
     "DeviceKey",
+    "NonceConsumed",
+    "SignedTx",
     "decode_revert",
     "deploy_to",
     "deployment_path",

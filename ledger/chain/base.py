@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from attestation.signatures import ALGORITHMS
 
-__all__ = ["AnchorReceipt", "ChainError", "Deployment", "DeviceKey", "ALG_CODES"]
+__all__ = ["AnchorReceipt", "ChainError", "Deployment", "DeviceKey", "SignedTx", "ALG_CODES"]
 
 #: SPEC §1 algorithm names and their `IDeviceRegistry.Alg` enum values on chain (0 is `None`).
 ALG_CODES: dict[str, int] = {alg: code for code, alg in enumerate(ALGORITHMS, start=1)}
@@ -43,6 +43,17 @@ class AnchorReceipt:
 
 
 @dataclass(frozen=True)
+class SignedTx:
+    """A transaction signed by the relayer, kept so that it can be looked up, sent again or replaced."""
+
+    tx_hash: str  # 0x-prefixed
+    nonce: int
+    raw: bytes  # the signed transaction as broadcast
+    fee_cap: int  # maxFeePerGas, or gasPrice for a legacy transaction
+    tip: int | None  # maxPriorityFeePerGas; None for a legacy transaction
+
+
+@dataclass(frozen=True)
 class DeviceKey:
     """One key of a device as `DeviceRegistry` records it."""
 
@@ -54,7 +65,7 @@ class DeviceKey:
 
 # --- Added with the chain client (ledger/chain/client.py). ---
 
-__all__ += ["ChainRevert", "ChainUnavailable", "OPEN_UNTIL", "ANCHOR", "REGISTRY"]
+__all__ += ["ChainRevert", "ChainUnavailable", "NonceConsumed", "OPEN_UNTIL", "ANCHOR", "REGISTRY"]
 
 #: `DeviceRegistry.OPEN`: a key valid "until rotated or revoked".
 OPEN_UNTIL: int = 2**64 - 1
@@ -89,3 +100,7 @@ class ChainRevert(ChainError):
         self.error = error
         self.params = dict(params or {})
         self.tx_hash = tx_hash
+
+
+class NonceConsumed(ChainError):
+    """A signed transaction can never be mined: another transaction with its nonce already was."""

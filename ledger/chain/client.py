@@ -11,20 +11,28 @@ service's relayer account and sends transactions the fast way (see ``TOOLCHAIN.m
 - a gas limit per kind of call, estimated once and padded, never below a generous floor;
 - receipts polled every 10 ms instead of web3's default 100 ms.
 
+Checkpoints are sent so that a caller can keep track of them across crashes: each is a
+:class:`SignedTx` (hash, nonce, raw bytes, fees) handed to a ``record`` callback *before* it is
+broadcast, and can later be looked up (:meth:`ChainClient.transaction_status`), sent again
+(:meth:`ChainClient.rebroadcast`) or replaced with the same nonce and higher fees
+(:meth:`ChainClient.replace_checkpoint`).
+
 Every failure surfaces as :class:`ChainError`: :class:`ChainRevert` with the decoded custom
-error (``ReadingAnchorAlreadyAnchored(index=7, root=0x..)``) or
-:class:`ChainUnavailable` when the node cannot be reached.
+error (``ReadingAnchorAlreadyAnchored(index=7, root=0x..)``), :class:`ChainUnavailable` when
+the node cannot be reached, :class:`NonceConsumed` when a transaction's nonce was used by
+another one.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -33,6 +41,7 @@ from eth_utils.exceptions import ValidationError as EthValidationError
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
+    BlockNotFound,
     ContractLogicError,
     ProviderConnectionError,
     TimeExhausted,
@@ -54,6 +63,8 @@ from ledger.chain.base import (
     ChainUnavailable,
     Deployment,
     DeviceKey,
+    NonceConsumed,
+    SignedTx,
 )
 
 try:  # only present with the embedded (py-evm) backend installed
@@ -79,6 +90,7 @@ DEFAULT_GAS_FLOORS: dict[str, int] = {
     "revoke": 200_000,
 }
 GAS_MARGIN = 1.5  # estimate * margin, for calls whose cost varies (string lengths, fresh slots)
+MAX_FEE_BUMPS = 5  # replacements signed in a row while the node calls them underpriced
 DEFAULT_TIP_WEI = 10**9  # used when the node cannot suggest a priority fee
 
 _ALG_NAMES = {code: name for name, code in ALG_CODES.items()}
@@ -200,6 +212,38 @@ def _chain_errors(what: str) -> Iterator[None]:
 def _is_nonce_error(exc: ChainError) -> bool:
     text = str(exc).lower()
     return "nonce" in text or "already known" in text or "replacement transaction underpriced" in text
+
+
+def _is_nonce_too_low(exc: ChainError) -> bool:
+    """A transaction with this nonce was mined already (geth, anvil, Nethermind; py-evm says
+    "Invalid transaction nonce: Expected 13, but got 12")."""
+    text = str(exc).lower()
+    if "nonce too low" in text or "nonce is too low" in text or "oldnonce" in text:
+        return True
+    expected = re.search(r"invalid transaction nonce: expected (\d+), but got (\d+)", text)
+    return expected is not None and int(expected.group(2)) < int(expected.group(1))
+
+
+def _is_already_known(exc: ChainError) -> bool:
+    """The node already holds this very transaction (geth, anvil, Nethermind, Besu wordings)."""
+    text = str(exc).lower()
+    return any(s in text for s in ("already known", "already imported", "known transaction", "alreadyknown"))
+
+
+def _is_underpriced(exc: ChainError) -> bool:
+    return "underpriced" in str(exc).lower()
+
+
+def _bumped(fees: dict[str, int]) -> dict[str, int]:
+    """Every fee field raised by at least 12.5% (rounded up, at least 1 wei): what nodes ask of a
+    replacement (geth and Besu 10%, others up to 12.5%)."""
+    return {name: max(value + 1, value + (value + 7) // 8) for name, value in fees.items()}
+
+
+def _fees_of(signed: SignedTx) -> dict[str, int]:
+    if signed.tip is None:
+        return {"gasPrice": signed.fee_cap}
+    return {"maxFeePerGas": signed.fee_cap, "maxPriorityFeePerGas": signed.tip}
 
 
 def _is_fee_error(exc: ChainError) -> bool:
@@ -513,14 +557,18 @@ class ChainClient:
 
     def _fee_fields(self) -> dict[str, int]:
         if self._fees is None:
-            with _chain_errors("reading fees"):
-                base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
-                if base_fee is None:
-                    self._fees = {"gasPrice": self.w3.eth.gas_price * 5 // 4}
-                else:
-                    tip = self._tip_wei if self._tip_wei is not None else self._suggested_tip()
-                    self._fees = {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
+            self._fees = self._node_fees()
         return self._fees
+
+    def _node_fees(self) -> dict[str, int]:
+        """Fees for a transaction now: EIP-1559 ``2 * baseFee + tip`` where blocks carry a base fee, else
+        the node's gas price plus 25%."""
+        with _chain_errors("reading fees"):
+            base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas")
+            if base_fee is None:
+                return {"gasPrice": self.w3.eth.gas_price * 5 // 4}
+        tip = self._tip_wei if self._tip_wei is not None else self._suggested_tip()
+        return {"maxFeePerGas": 2 * base_fee + tip, "maxPriorityFeePerGas": tip}
 
     def _suggested_tip(self) -> int:
         try:
@@ -542,45 +590,126 @@ class ChainClient:
             self._gas_limits[kind] = max(self._gas_floors.get(kind, 0), int(estimate * GAS_MARGIN))
         return self._gas_limits[kind]
 
-    def _send_raw(self, what: str, to: str | None, data: str, gas: int) -> tuple[str, int]:
-        """Sign and send with the local nonce; if the node objects to the nonce or the fees,
-        read them again and retry once. Call with the lock held."""
+    def _sign(self, to: str | None, data: str, gas: int, *, nonce: int, fees: dict[str, int]) -> SignedTx:
+        tx: dict[str, Any] = {"chainId": self.chain_id, "nonce": nonce, "gas": gas, "value": 0, "data": data, **fees}
+        if to is not None:
+            tx["to"] = to
+        signed = self.account.sign_transaction(tx)
+        legacy = "gasPrice" in fees
+        return SignedTx(
+            tx_hash=Web3.to_hex(signed.hash),
+            nonce=nonce,
+            raw=bytes(signed.raw_transaction),
+            fee_cap=fees["gasPrice"] if legacy else fees["maxFeePerGas"],
+            tip=None if legacy else fees["maxPriorityFeePerGas"],
+        )
+
+    def _broadcast(self, what: str, raw: bytes) -> None:
+        """Hand a signed transaction to the node; one the node already has counts as sent."""
         try:
-            return self._sign_and_send(what, to, data, gas)
+            with _chain_errors(what):
+                self.w3.eth.send_raw_transaction(raw)
         except ChainRevert:
             raise
         except ChainError as exc:
-            if _is_nonce_error(exc):
-                self._nonce = None
-            elif _is_fee_error(exc):
-                self._fees = None
-            else:
+            if not _is_already_known(exc):
                 raise
-        return self._sign_and_send(what, to, data, gas)
 
-    def _sign_and_send(self, what: str, to: str | None, data: str, gas: int) -> tuple[str, int]:
-        with _chain_errors(what):
+    def _send_new(
+        self, what: str, to: str | None, data: str, gas: int, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """Sign with the local nonce and fees, ``record`` it, then broadcast; if the node objects to the
+        nonce or the fees, read them again and sign anew (recorded again) once. Call with the lock held.
+
+        ``record`` runs before the broadcast (write-ahead): if it raises, nothing was sent.
+        """
+        for attempt in (1, 2):
             if self._nonce is None:
-                self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
-            tx: dict[str, Any] = {
-                "chainId": self.chain_id,
-                "nonce": self._nonce,
-                "gas": gas,
-                "value": 0,
-                "data": data,
-                **self._fee_fields(),
-            }
-            if to is not None:
-                tx["to"] = to
-            signed = self.account.sign_transaction(tx)
-            tx_hash = Web3.to_hex(self.w3.eth.send_raw_transaction(signed.raw_transaction))
-        nonce = self._nonce
-        self._nonce += 1
-        return tx_hash, nonce
+                with _chain_errors(what):
+                    self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+            signed = self._sign(to, data, gas, nonce=self._nonce, fees=self._fee_fields())
+            if record is not None:
+                record(signed)
+            try:
+                self._broadcast(what, signed.raw)
+            except ChainRevert:
+                raise
+            except ChainUnavailable:
+                self._nonce = None  # the node may or may not have it: ask again next time
+                raise
+            except ChainError as exc:
+                if attempt == 2:
+                    raise
+                if _is_nonce_error(exc):
+                    self._nonce = None
+                elif _is_fee_error(exc):
+                    self._fees = None
+                else:
+                    raise
+                continue
+            self._nonce = signed.nonce + 1
+            return signed
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, kind: str, to: str, data: str) -> tuple[str, int]:
+    def _send(self, kind: str, to: str, data: str) -> SignedTx:
         with self._lock:
-            return self._send_raw(kind, to, data, self._gas_limit(kind, to, data))
+            return self._send_new(kind, to, data, self._gas_limit(kind, to, data))
+
+    def rebroadcast(self, raw: bytes) -> bool:
+        """Hand an already signed transaction to the node again (it was never sent before a crash, or a
+        reorganisation or the node's pool dropped it); a node that still has it is fine.
+
+        Returns ``False`` if the node refuses its fees now (below the base fee, underpriced): replace
+        it. Raises :class:`NonceConsumed` if another transaction with its nonce was mined meanwhile.
+        """
+        try:
+            self._broadcast("sending a transaction again", raw)
+        except ChainRevert:
+            raise
+        except ChainError as exc:
+            if _is_nonce_too_low(exc):
+                raise NonceConsumed(str(exc)) from exc
+            if _is_fee_error(exc):
+                return False
+            raise
+        return True
+
+    def transaction_status(self, tx_hash: str) -> Literal["mined", "pending", "unknown"]:
+        """Whether the node has mined ``tx_hash``, holds it in its pool, or does not know it."""
+        with _chain_errors(f"looking up {tx_hash}"):
+            try:
+                tx = self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                return "unknown"
+        return "pending" if tx.get("blockNumber") is None else "mined"
+
+    def account_nonces(self) -> tuple[int, int]:
+        """``(mined, pending)``: the relayer's next nonce counting mined transactions, and counting the
+        node's pool too."""
+        with _chain_errors("reading the relayer's nonce"):
+            mined = int(self.w3.eth.get_transaction_count(self.address, "latest"))
+            pending = int(self.w3.eth.get_transaction_count(self.address, "pending"))
+        return mined, pending
+
+    def block_hash(self, number: int) -> str | None:
+        """The hash of the chain's block ``number`` now, or ``None`` if there is no such block (yet)."""
+        with _chain_errors(f"reading block {number}"):
+            try:
+                block = self.w3.eth.get_block(number)
+            except BlockNotFound:
+                return None
+        return None if block is None else Web3.to_hex(block["hash"])
+
+    def finalized_block(self) -> int | None:
+        """The number of the node's ``finalized`` block, or ``None`` if the node has no such tag."""
+        try:
+            with _chain_errors("reading the finalized block"):
+                block = self.w3.eth.get_block("finalized")
+        except ChainUnavailable:
+            raise
+        except ChainError:
+            return None
+        return None if block is None else int(block["number"])
 
     def _wait(self, tx_hash: str, timeout: float) -> Any | None:
         """The receipt, or ``None`` if not mined within ``timeout`` seconds (0: look once)."""
@@ -640,7 +769,7 @@ class ChainClient:
         data = factory.constructor(*args).data_in_transaction
         with self._lock:
             gas = int(self._estimate(f"deploying {name}", None, data) * 1.25) + 20_000
-            tx_hash, _ = self._send_raw(f"deploying {name}", None, data, gas)
+            tx_hash = self._send_new(f"deploying {name}", None, data, gas).tx_hash
         return self._mined_or_raise(f"deploying {name}", tx_hash)
 
     def deploy(self) -> Deployment:
@@ -662,17 +791,71 @@ class ChainClient:
 
     # ReadingAnchor
 
-    def send_checkpoint(self, index: int, root: bytes) -> tuple[str, int]:
-        """Send ``checkpoint(index, root)`` without waiting; returns ``(tx_hash, nonce)``.
+    def send_checkpoint(
+        self, index: int, root: bytes, *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """Send ``checkpoint(index, root)`` without waiting for it to be mined.
 
-        ``index`` must be the anchor's current :meth:`size`. The first call of a process estimates
-        gas, so a checkpoint the contract refuses may already raise :class:`ChainRevert` here.
+        ``index`` should be the anchor's :meth:`size` by the time the transaction runs (transactions
+        of the relayer run in nonce order, so it may extend checkpoints still in the pool).
+        ``record(signed)`` runs before the broadcast, with the nonce reserved: persist the
+        transaction there, and a crash can never leave a sent checkpoint unknown (if ``record``
+        raises, nothing is sent).
         """
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
+        data = self._checkpoint_data(index, root)
+        with self._lock:
+            return self._send_new("checkpoint", self.anchor_address, data, self._checkpoint_gas(), record)
+
+    def replace_checkpoint(
+        self, index: int, root: bytes, previous: SignedTx, *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """Send ``checkpoint(index, root)`` again with ``previous``'s nonce, to replace a transaction that is
+        not being mined: every fee at least 12.5% above ``previous`` and no lower than the node's fees now
+        (bumped again, up to :data:`MAX_FEE_BUMPS` times, while the node calls it underpriced).
+
+        ``record`` as for :meth:`send_checkpoint`. Raises :class:`NonceConsumed` if a transaction with that
+        nonce was mined meanwhile (``previous`` itself, perhaps: look at the chain).
+        """
+        data = self._checkpoint_data(index, root)
+        with self._lock:
+            gas = self._checkpoint_gas()
+            now = self._node_fees()
+            base = _fees_of(previous)
+            if not previous.fee_cap or set(base) != set(now):  # fees unknown, or of another kind than now
+                base = now
+            fees = {name: max(value, now[name]) for name, value in _bumped(base).items()}
+            for _ in range(MAX_FEE_BUMPS):
+                signed = self._sign(self.anchor_address, data, gas, nonce=previous.nonce, fees=fees)
+                if record is not None:
+                    record(signed)
+                try:
+                    self._broadcast("replacing a checkpoint transaction", signed.raw)
+                except ChainRevert:
+                    raise
+                except ChainError as exc:
+                    if _is_nonce_too_low(exc):
+                        raise NonceConsumed(str(exc)) from exc
+                    if not _is_underpriced(exc):
+                        raise
+                    fees = _bumped(fees)
+                    continue
+                self._fees = None  # the fees read at start were too low: read them again for new sends
+                return signed
+        raise ChainError(f"replacing checkpoint {index}: still underpriced after {MAX_FEE_BUMPS} fee bumps")
+
+    def _checkpoint_data(self, index: int, root: bytes) -> str:
         anchor = self.reader.contract(ANCHOR, self.anchor_address)
-        data = anchor.encode_abi("checkpoint", [index, _bytes32(root, "root")])
-        return self._send("checkpoint", anchor.address, data)
+        return anchor.encode_abi("checkpoint", [index, _bytes32(root, "root")])
+
+    def _checkpoint_gas(self) -> int:
+        """The checkpoint gas limit, estimated once on a checkpoint valid now (the current size): the
+        index being sent may extend checkpoints still in the pool, which an estimate would refuse."""
+        if "checkpoint" not in self._gas_limits:
+            data = self._checkpoint_data(self.size(), b"\x01" * 32)
+            self._gas_limit("checkpoint", self.anchor_address, data)
+        return self._gas_limits["checkpoint"]
 
     def checkpoint_receipt(self, tx_hash: str, *, timeout: float | None = None) -> AnchorReceipt | None:
         """The anchored checkpoint of a sent transaction, or ``None`` if it is not mined yet.
@@ -694,8 +877,7 @@ class ChainClient:
 
     def checkpoint(self, index: int, root: bytes) -> AnchorReceipt:
         """Anchor ``root`` as checkpoint ``index`` (the current size) and wait until it is mined."""
-        tx_hash, _ = self.send_checkpoint(index, root)
-        return self.wait_checkpoint(tx_hash)
+        return self.wait_checkpoint(self.send_checkpoint(index, root).tx_hash)
 
     def find_checkpoint(self, index: int) -> AnchorReceipt | None:
         """The transaction of checkpoint ``index`` (its ``Checkpointed`` event, searched from the deployment block)."""
@@ -717,7 +899,7 @@ class ChainClient:
 
     def _registry_tx(self, kind: str, function: str, args: list[Any]) -> str:
         registry = self.reader.contract(REGISTRY, self.registry_address)
-        tx_hash, _ = self._send(kind, registry.address, registry.encode_abi(function, args))
+        tx_hash = self._send(kind, registry.address, registry.encode_abi(function, args)).tx_hash
         self._mined_or_raise(f"{function}({args[0]!r})", tx_hash)
         return tx_hash
 

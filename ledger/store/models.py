@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "ANCHORED_STATES",
     "ApiKey",
     "Base",
     "Batch",
@@ -123,8 +124,16 @@ class DeviceKeyRecord(Base):
     device: Mapped[Device] = relationship(back_populates="keys")
 
 
+#: Batch states in which its checkpoint is on chain (proofs are served; "final" is past reorgs).
+ANCHORED_STATES = ("included", "final")
+
+
 class Batch(Base):
-    """One Merkle tree, anchored as checkpoint ``index`` (status: sealed → submitted → confirmed)."""
+    """One Merkle tree, anchored as checkpoint ``index``.
+
+    ``status``: ``sealed`` → ``submitted`` (the latest transaction sent for it: hash, nonce, raw
+    bytes, fees, time) → ``included`` (its block) → ``final``; see :mod:`ledger.anchoring`.
+    """
 
     __tablename__ = "batches"
 
@@ -137,8 +146,15 @@ class Batch(Base):
     contract: Mapped[str | None] = mapped_column(String(42))
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     nonce: Mapped[int | None] = mapped_column(BigInteger)
+    raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed transaction, to send it again
+    fee_cap: Mapped[int | None] = mapped_column(BigInteger)  # wei: maxFeePerGas, or gasPrice (legacy)
+    tip: Mapped[int | None] = mapped_column(BigInteger)  # wei: maxPriorityFeePerGas; null for legacy
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    replacements: Mapped[int] = mapped_column(Integer, default=0)  # replacement transactions signed
     block_number: Mapped[int | None] = mapped_column(BigInteger)
-    anchored_at: Mapped[datetime | None] = mapped_column(DateTime)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    anchored_at: Mapped[datetime | None] = mapped_column(DateTime)  # first included
+    final_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Reading(Base):

@@ -37,7 +37,7 @@ def make_bundle(reading_json: dict, alg: str, pem: str, device_id: str = "wh1-sc
         reading=reading_json, salt=salt, digest=reading.digest, proof=tree.proof(4), root=tree.root,
         device={"id": device_id, "alg": alg, "public_key": pem},
         anchor={"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32,
-                "block_number": 12, "status": "confirmed"},
+                "block_number": 12, "status": "final"},
     )
     assert bundle["format"] == BUNDLE_FORMAT and bundle["leaf"] == to_hex(tree.tree[tree.tree_index[4]])
     key = OnChainKey(key_fingerprint(pem), alg, 1_700_000_000, 2**64 - 1)

@@ -211,7 +211,7 @@ def test_workers_share_the_port_and_the_parent_anchors(tmp_path: Path, db_url: s
             ids.append(r.json()[-1]["id"])
         with httpx.Client(base_url=service.url, timeout=30) as http:
             for reading_id in ids:
-                assert wait_proof(http, reading_id, bank)["anchor"]["status"] == "confirmed"
+                assert wait_proof(http, reading_id, bank)["anchor"]["status"] in ("included", "final")
     finally:
         service.stop()
 

@@ -39,6 +39,8 @@ from ledger.chain import (
     ChainUnavailable,
     Deployment,
     DeviceKey,
+    NonceConsumed,
+    SignedTx,
     decode_revert,
     deploy_to,
     deployment_path,
@@ -178,6 +180,8 @@ class TestChainConformance:
         assert first.block_hash.startswith("0x") and len(first.block_hash) == 66
         assert first.block_number <= client.block_number()
         assert Web3.to_hex(chain.handle.w3.eth.get_block(first.block_number)["hash"]) == first.block_hash
+        assert client.block_hash(first.block_number) == first.block_hash
+        assert client.block_hash(client.block_number() + 1_000) is None
 
         second = client.checkpoint(size + 1, fp(0xA2))
         assert second.index == size + 1
@@ -226,8 +230,7 @@ class TestChainConformance:
     def test_split_send_and_receipt(self, chain: Chain) -> None:
         client = chain.client
         size = client.size()
-        tx_hash, nonce = client.send_checkpoint(size, fp(0xC1))
-        assert isinstance(nonce, int)
+        tx_hash = client.send_checkpoint(size, fp(0xC1)).tx_hash
         assert Web3.to_hex(chain.handle.w3.eth.get_transaction(tx_hash)["hash"]) == tx_hash
         receipt = client.checkpoint_receipt(tx_hash)
         assert receipt is not None
@@ -238,7 +241,7 @@ class TestChainConformance:
         assert client.find_checkpoint(size + 100) is None
         assert client.checkpoint_receipt("0x" + "ab" * 32, timeout=0) is None
 
-        tx_hash, _ = client.send_checkpoint(size, fp(0xC2))  # taken now: reverts once mined
+        tx_hash = client.send_checkpoint(size, fp(0xC2)).tx_hash  # taken now: reverts once mined
         with pytest.raises(ChainRevert) as stale:
             client.checkpoint_receipt(tx_hash)
         assert stale.value.error == "ReadingAnchorAlreadyAnchored"
@@ -246,6 +249,32 @@ class TestChainConformance:
         assert stale.value.tx_hash == tx_hash
         with pytest.raises(ChainRevert, match="reverted"):
             client.reader.checkpoint_receipt(client.anchor_address, tx_hash)
+
+    def test_sent_transactions_are_recorded_first_and_can_be_looked_up_and_sent_again(self, chain: Chain) -> None:
+        client = chain.client
+        size = client.size()
+        recorded: list[SignedTx] = []
+        sent = client.send_checkpoint(size, fp(0xD1), record=recorded.append)
+        assert recorded == [sent]
+        assert Web3.to_hex(keccak(sent.raw)) == sent.tx_hash and sent.fee_cap >= (sent.tip or 0) > 0
+        client.wait_checkpoint(sent.tx_hash)
+        assert client.transaction_status(sent.tx_hash) == "mined"
+        assert client.transaction_status("0x" + "cd" * 32) == "unknown"
+        assert client.account_nonces() == (sent.nonce + 1, sent.nonce + 1)
+        with pytest.raises(NonceConsumed):
+            client.rebroadcast(sent.raw)
+        with pytest.raises(NonceConsumed):
+            client.replace_checkpoint(size, fp(0xD1), sent)
+
+        def fail(signed: SignedTx) -> None:
+            raise RuntimeError("the database is gone")
+
+        with pytest.raises(RuntimeError):
+            client.send_checkpoint(size + 1, fp(0xD2), record=fail)  # not recorded: not sent
+        assert client.account_nonces()[1] == sent.nonce + 1 and client.size() == size + 1
+        assert client.checkpoint(size + 1, fp(0xD2)).index == size + 1  # the nonce was not lost
+        finalized = client.finalized_block()
+        assert finalized is None or 0 <= finalized <= client.block_number()
 
     def test_device_lifecycle(self, chain: Chain) -> None:
         client = chain.client
