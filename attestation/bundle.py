@@ -59,9 +59,9 @@ BUNDLE_FORMAT = "pledgeledger.proof/1"
 MULTIPROOF_FORMAT = "pledgeledger.multiproof/1"
 
 #: The checks of a bundle, in the order they are reported.
-CHECKS = ("format", "signature", "digest", "leaf", "proof", "chain", "root", "device_key")
+CHECKS = ("format", "signature", "digest", "leaf", "proof", "chain", "root", "link", "device_key")
 #: The checks of a multiproof bundle: each per-reading check holds only if it holds for every reading.
-MULTIPROOF_CHECKS = ("format", "signature", "digest", "leaf", "multiproof", "chain", "root", "device_key")
+MULTIPROOF_CHECKS = ("format", "signature", "digest", "leaf", "multiproof", "chain", "root", "link", "device_key")
 #: What a failed check raises (a verifier never lets bad input escape as an exception).
 _FAILURES = (AttestationError, ValueError, TypeError, KeyError)
 
@@ -79,6 +79,7 @@ class AnchorQuery:
     index: int
     device: str
     timestamp: int  # the reading's time in Unix seconds (floor), for DeviceRegistry.keyAt
+    tx_hash: str  # the transaction the bundle says anchored checkpoint ``index``
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class ChainFacts:
     contract: str
     root: bytes | None  # rootOf(index)
     device_key: OnChainKey | None  # keyAt(device, timestamp)
+    previous_root: bytes | None = None  # rootOf(index - 1); None at index 0 or if there is none
+    anchored: tuple[int, bytes] | None = None  # (index, root) the bundle's transaction checkpointed, if it did
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ def _anchor_query(bundle: Any, reading: SignedReading) -> AnchorQuery:
         index=_require(bundle, "anchor.index", int),
         device=reading.device,
         timestamp=math.floor(reading.ts.timestamp()),
+        tx_hash=_require(bundle, "anchor.tx_hash", str),
     )
 
 
@@ -301,6 +305,20 @@ def _check_root(facts: ChainFacts, query: AnchorQuery, claimed: bytes, computed:
     return f"rootOf({query.index}) = {to_hex(facts.root)}"
 
 
+def _check_link(facts: ChainFacts, query: AnchorQuery) -> str:
+    """The checkpoint is where the anchor's append-only chain says: its transaction checkpointed
+    exactly this index and root, and it extends checkpoint ``index - 1``."""
+    if facts.anchored is None:
+        raise ValueError(f"transaction {query.tx_hash} is not a successful checkpoint of {query.contract}")
+    if facts.anchored != (query.index, facts.root):
+        index, root = facts.anchored
+        raise ValueError(f"transaction {query.tx_hash} anchored checkpoint {index} with root {to_hex(root)}, not checkpoint {query.index}")
+    if query.index > 0 and facts.previous_root is None:
+        raise ValueError(f"checkpoint {query.index} does not extend checkpoint {query.index - 1}: the contract has none")
+    extends = "the first checkpoint" if query.index == 0 else f"extends checkpoint {query.index - 1} ({to_hex(facts.previous_root)})"  # type: ignore[arg-type]
+    return f"anchored by {query.tx_hash}; {extends}"
+
+
 def check_device_key(key: OnChainKey | None, public_key: str, reading: SignedReading, timestamp: int) -> str:
     """Is ``public_key`` the key the chain records for the reading's device, valid at ``timestamp``?
 
@@ -355,6 +373,7 @@ def verify_bundle(bundle: Any, facts: ChainFacts) -> VerificationReport:
     report.run("proof", proof)
     report.run("chain", lambda: _check_chain(facts, entry.query))
     report.run("root", lambda: _check_root(facts, entry.query, parsed["root"], computed, "reading's proof"))
+    report.run("link", lambda: _check_link(facts, entry.query))
     report.run("device_key", lambda: check_device_key(facts.device_key, entry.public_key, entry.reading, entry.query.timestamp))
     return report
 
@@ -437,6 +456,7 @@ def verify_multiproof_bundle(bundle: Any, facts: Sequence[ChainFacts]) -> Verifi
     report.run("multiproof", multiproof)
     report.run("chain", chain)
     report.run("root", lambda: _check_root(facts[0], query, parsed["root"], computed, "multiproof"))
+    report.run("link", lambda: _check_link(facts[0], query))
     report.run(
         "device_key",
         _for_each(

@@ -455,16 +455,34 @@ class ChainReader:
             return ChainFacts(chain_id=self.chain_id, contract=query.contract, root=None, device_key=None)
         if not self.has_code(query.contract):
             raise ChainError(f"no contract at {query.contract} on chain {self.chain_id}")
-        try:
-            root: bytes | None = self.root_of(query.contract, query.index)
-        except ChainRevert as exc:
-            if exc.error != "ReadingAnchorUnknownIndex":
-                raise
-            root = None
+        root = self._root_or_none(query.contract, query.index)
         registry = self.device_registry_of(query.contract)
         key = self.key_at(registry, query.device, query.timestamp)
         on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
-        return ChainFacts(chain_id=self.chain_id, contract=query.contract, root=root, device_key=on_chain)
+        return ChainFacts(
+            chain_id=self.chain_id,
+            contract=query.contract,
+            root=root,
+            device_key=on_chain,
+            previous_root=self._root_or_none(query.contract, query.index - 1) if query.index > 0 else None,
+            anchored=self._anchored_by(query.contract, query.tx_hash),
+        )
+
+    def _root_or_none(self, anchor: str, index: int) -> bytes | None:
+        try:
+            return self.root_of(anchor, index)
+        except ChainRevert as exc:
+            if exc.error != "ReadingAnchorUnknownIndex":
+                raise
+            return None
+
+    def _anchored_by(self, anchor: str, tx_hash: str) -> tuple[int, bytes] | None:
+        """(index, root) that transaction ``tx_hash`` checkpointed in ``anchor``; None if it did not."""
+        try:
+            receipt = self.checkpoint_receipt(anchor, tx_hash)
+        except (ChainError, ValueError):
+            return None
+        return None if receipt is None else (receipt.index, receipt.root)
 
     def chain_facts_many(self, queries: Sequence[AnchorQuery]) -> list[ChainFacts]:
         """:meth:`chain_facts` for every reading of a bundle (``attestation.chain_queries``).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -41,7 +42,7 @@ def make_bundle(reading_json: dict, alg: str, pem: str, device_id: str = "wh1-sc
     )
     assert bundle["format"] == BUNDLE_FORMAT and bundle["leaf"] == to_hex(tree.tree[tree.tree_index[4]])
     key = OnChainKey(key_fingerprint(pem), alg, 1_700_000_000, 2**64 - 1)
-    return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key)
+    return bundle, ChainFacts(31337, CONTRACT.lower(), tree.root, key, previous_root=os.urandom(32), anchored=(7, tree.root))
 
 
 def make(alg: str = "ES256") -> tuple[dict, ChainFacts, SimulatedDevice]:
@@ -100,21 +101,22 @@ def test_root_differs_on_chain() -> None:
     """Fraud case 12: a bundle built on another tree fails against the one on-chain root."""
     bundle, facts, _ = make()
     other, _, _ = make()
-    report = verify_bundle(bundle, ChainFacts(facts.chain_id, facts.contract, bytes.fromhex(other["root"][2:]), facts.device_key))
+    on_chain = bytes.fromhex(other["root"][2:])  # the transaction anchored that root, at this index
+    report = verify_bundle(bundle, replace(facts, root=on_chain, anchored=(7, on_chain)))
     assert report.failed == ["root"]
-    report = verify_bundle(bundle, ChainFacts(facts.chain_id, facts.contract, None, facts.device_key))
-    assert report.failed == ["root"]
+    report = verify_bundle(bundle, replace(facts, root=None, anchored=None))  # no such checkpoint at all
+    assert report.failed == ["root", "link"]
 
 
 def test_device_key_checks() -> None:
     """Fraud case 3: unregistered, swapped or expired key."""
     bundle, facts, device = make()
-    assert verify_bundle(bundle, ChainFacts(facts.chain_id, facts.contract, facts.root, None)).failed == ["device_key"]
+    assert verify_bundle(bundle, replace(facts, device_key=None)).failed == ["device_key"]
     other = SimulatedDevice("wh1-scale-03", "load_cell")
     swapped = OnChainKey(key_fingerprint(other.public_key_pem), "ES256", 0, 2**64 - 1)
-    assert verify_bundle(bundle, ChainFacts(facts.chain_id, facts.contract, facts.root, swapped)).failed == ["device_key"]
+    assert verify_bundle(bundle, replace(facts, device_key=swapped)).failed == ["device_key"]
     expired = OnChainKey(facts.device_key.fingerprint, "ES256", 0, 1795248000)
-    assert verify_bundle(bundle, ChainFacts(facts.chain_id, facts.contract, facts.root, expired)).failed == ["device_key"]
+    assert verify_bundle(bundle, replace(facts, device_key=expired)).failed == ["device_key"]
     # the bundle carries a different key than the one that signed: signature and device_key both fail
     forged = tamper(bundle, "device.public_key", other.public_key_pem)
     assert verify_bundle(forged, facts).failed == ["signature", "device_key"]
@@ -156,10 +158,11 @@ def make_multi(n: int = 3) -> tuple[dict, list[ChainFacts], list[SimulatedDevice
                        "proofFlags": mp.proof_flags},
         "root": to_hex(tree.root),
         "anchor": {"chain_id": 31337, "contract": CONTRACT, "index": 7, "tx_hash": "0x" + "ab" * 32, "block_number": 12,
-                   "status": "confirmed"},
+                   "status": "final"},
     }
     keys = {d.id: OnChainKey(key_fingerprint(d.public_key_pem), d.alg, 1_700_000_000, 2**64 - 1) for d in devices}
-    facts = [ChainFacts(31337, CONTRACT.lower(), tree.root, keys[e["device"]["id"]]) for e in entries]
+    facts = [ChainFacts(31337, CONTRACT.lower(), tree.root, keys[e["device"]["id"]], previous_root=os.urandom(32), anchored=(7, tree.root))
+             for e in entries]
     return bundle, facts, devices
 
 
@@ -167,7 +170,7 @@ def test_good_multiproof_bundle_verifies() -> None:
     bundle, facts, _ = make_multi(5)
     report = verify_multiproof_bundle(bundle, facts)
     assert report.ok, report.as_dict()
-    assert [c.name for c in report.checks] == ["format", "signature", "digest", "leaf", "multiproof", "chain", "root", "device_key"]
+    assert [c.name for c in report.checks] == ["format", "signature", "digest", "leaf", "multiproof", "chain", "root", "link", "device_key"]
     assert verify_any(bundle, facts).ok
     queries = chain_queries(bundle)
     assert len(queries) == 5 and {q.index for q in queries} == {7}
@@ -202,8 +205,7 @@ def test_multiproof_tampering_names_the_failed_check(path: str, value: object, f
 def test_multiproof_failures_name_the_reading() -> None:
     bundle, facts, devices = make_multi(4)
     other = SimulatedDevice("wh1-scale-03", "load_cell")
-    facts[2] = ChainFacts(facts[2].chain_id, facts[2].contract, facts[2].root,
-                          OnChainKey(key_fingerprint(other.public_key_pem), "ES256", 0, 2**64 - 1))
+    facts[2] = replace(facts[2], device_key=OnChainKey(key_fingerprint(other.public_key_pem), "ES256", 0, 2**64 - 1))
     report = verify_multiproof_bundle(bundle, facts)
     assert report.failed == ["device_key"]
     detail = report.checks[-1].detail
@@ -225,7 +227,7 @@ def test_multiproof_flags_and_salts_are_bound() -> None:
 def test_multiproof_root_differs_on_chain() -> None:
     bundle, facts, _ = make_multi()
     other = bytes.fromhex(make_multi()[0]["root"][2:])
-    assert verify_multiproof_bundle(bundle, [ChainFacts(f.chain_id, f.contract, other, f.device_key) for f in facts]).failed == ["root"]
+    assert verify_multiproof_bundle(bundle, [replace(f, root=other, anchored=(7, other)) for f in facts]).failed == ["root"]
     assert verify_multiproof_bundle(bundle, facts[:1]).failed[0] == "format"  # facts for every reading
 
 
@@ -237,3 +239,16 @@ def test_verify_any_tells_the_formats_apart() -> None:
     for garbage in [None, {"format": MULTIPROOF_FORMAT}, {"format": MULTIPROOF_FORMAT, "readings": [3]}]:
         report = verify_any(garbage, [single_facts])
         assert not report.ok and report.failed[0] == "format"
+
+
+def test_link_the_anchor_transaction_and_the_previous_checkpoint() -> None:
+    bundle, facts, _ = make()
+    assert verify_bundle(bundle, facts).ok
+    # the named transaction anchored something else, or nothing, or the chain has a hole below
+    assert verify_bundle(bundle, replace(facts, anchored=(6, facts.root))).failed == ["link"]
+    assert verify_bundle(bundle, replace(facts, anchored=(7, os.urandom(32)))).failed == ["link"]
+    assert verify_bundle(bundle, replace(facts, anchored=None)).failed == ["link"]
+    assert verify_bundle(bundle, replace(facts, previous_root=None)).failed == ["link"]
+    first = copy.deepcopy(bundle)
+    first["anchor"]["index"] = 0  # the first checkpoint extends nothing
+    assert "link" not in verify_bundle(first, replace(facts, previous_root=None, anchored=(0, facts.root))).failed
