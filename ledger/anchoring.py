@@ -22,6 +22,7 @@ from sqlalchemy import select
 from ledger.batching import seal_batch
 from ledger.chain.base import ChainError
 from ledger.leadership import Leadership
+from ledger.metrics import observe_anchored
 from ledger.store.db import Database
 from ledger.store.models import Batch, naive_utc
 
@@ -116,6 +117,8 @@ class Anchorer:
             row.tx_hash, row.block_number, row.head = receipt.tx_hash, receipt.block_number, receipt.head
             row.chain_id, row.contract = self.chain.chain_id, self.chain.anchor_address
             row.anchored_at = naive_utc(datetime.now(timezone.utc))
+            sealed_at, anchored_at, count = row.sealed_at, row.anchored_at, row.count
+        observe_anchored(sealed_at, anchored_at, count)
         log.info("anchored batch %d (%s) in block %d", index, receipt.tx_hash, receipt.block_number)
 
     def tick(self) -> None:

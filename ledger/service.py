@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import audit, devices, ingest, orgs, proofs
+from ledger import audit, devices, ingest, metrics, orgs, proofs
 from ledger.anchoring import Anchorer
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.leadership import Leadership
@@ -78,6 +78,10 @@ class Ledger:
             "db": self.db.dialect,
             "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error},
         }
+
+    def metrics(self) -> bytes:
+        """The Prometheus exposition of this service (:mod:`ledger.metrics`)."""
+        return metrics.exposition(self.db)
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
         with self.db.session() as session:
