@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
+import logging.config
 import sys
 import time
 from collections import Counter
@@ -57,33 +57,52 @@ def serve(
     ] = 1,
     confirmations: Annotated[Optional[int], typer.Option(help="Blocks after which an anchor is final where the node has no 'finalized' tag [env PLEDGELEDGER_CONFIRMATIONS; default 12 on an RPC chain, 1 on managed/embedded]")] = None,
 ) -> None:
-    """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node."""
+    """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node.
+
+    Logs go to stderr as text, or as one JSON object per line with PLEDGELEDGER_LOG_FORMAT=json
+    (level: PLEDGELEDGER_LOG_LEVEL, default INFO); Prometheus metrics are at /metrics.
+    """
+    import shutil
+
+    metrics_dir = _multiprocess_metrics(workers)  # first: prometheus_client must not be imported before
+    try:
+        _serve(workers, data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(workers: int, **overrides: object) -> None:
     import os
 
     import uvicorn
-    from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
+    from api.logs import logging_config, register_secrets
     from api.main import create_app
     from ledger.chain.base import ChainError
     from ledger.service import Ledger
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
-                         confirmations=confirmations)  # fmt: skip
+    settings = _settings(**overrides)
+    register_secrets(settings)
+    log_config = logging_config(fmt=settings.log_format, level=settings.log_level)
+    logging.config.dictConfig(log_config)
+    log = logging.getLogger("pledgeledger")  # status lines go through logging too: one format on stderr
     if workers > 1 and settings.chain == "embedded":
-        err.print("[red]cannot start[/]: the embedded chain lives inside one process; with --workers > 1 use --chain managed or an RPC URL")
+        log.error("cannot start: the embedded chain lives inside one process; with --workers > 1 use --chain managed or an RPC URL")
         raise typer.Exit(2)
-    err.print(f"starting: data in {settings.data_dir.resolve()}, chain {settings.chain}")
+    log.info("starting: data in %s, chain %s", settings.data_dir.resolve(), settings.chain)
     try:
         ledger = Ledger.open(settings)
     except (ChainError, SQLAlchemyError, OSError, ValueError) as exc:
-        err.print(f"[red]cannot start[/]: {escape(str(exc))}")
+        log.error("cannot start: %s", exc)
         raise typer.Exit(2)
-    err.print(f"[bold]pledgeledger[/] on http://{settings.host}:{settings.port} (docs at /docs)" + (f", {workers} workers" if workers > 1 else ""))
+    log.info("pledgeledger on http://%s:%s (docs at /docs, metrics at /metrics)%s", settings.host, settings.port,
+             f", {workers} workers" if workers > 1 else "")
+    server = dict(host=settings.host, port=settings.port, log_config=log_config, log_level=settings.log_level.lower(), access_log=False)
     try:
         if workers == 1:
-            uvicorn.run(create_app(ledger=ledger), host=settings.host, port=settings.port, log_level="info")
+            uvicorn.run(create_app(ledger=ledger), **server)
         else:  # the workers are spawned (fresh interpreters) and read their settings from here
             os.environ.update(
                 PLEDGELEDGER_DATA_DIR=str(settings.data_dir.resolve()),
@@ -92,9 +111,34 @@ def serve(
                 PLEDGELEDGER_RELAYER_KEY=ledger.chain.client.account.key.to_0x_hex(),
                 PLEDGELEDGER_MQTT_URL="",
             )
-            uvicorn.run("api.main:worker_app", factory=True, workers=workers, host=settings.host, port=settings.port, log_level="info")
+            uvicorn.run("api.main:worker_app", factory=True, workers=workers, **server)
     finally:
         ledger.close()
+
+
+def _multiprocess_metrics(workers: int) -> Path | None:
+    """Put prometheus_client in multiprocess mode when several processes serve (ledger.metrics).
+
+    With ``--workers N > 1`` and no ``PROMETHEUS_MULTIPROC_DIR``, a fresh directory is made (and
+    returned, to be removed at exit). A ``PROMETHEUS_MULTIPROC_DIR`` the operator set is used
+    with any number of workers, emptied of a previous run's files first: it must belong to
+    this service alone.
+    """
+    import os
+    import tempfile
+
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        path = Path(configured)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    if workers == 1:
+        return None
+    path = Path(tempfile.mkdtemp(prefix="pledgeledger-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 @app.command()
@@ -370,11 +414,13 @@ def mqtt_bridge(
     from rich.markup import escape
     from sqlalchemy.exc import SQLAlchemyError
 
+    from api.logs import logging_config, register_secrets
     from ledger.mqtt import MqttBridge, parse_mqtt_url
     from ledger.store.db import Database
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir=data_dir, db_url=db_url, mqtt_url=url)
+    register_secrets(settings)
+    logging.config.dictConfig(logging_config(fmt=settings.log_format, level=settings.log_level))
     if not settings.mqtt_url:
         err.print("[red]no MQTT broker[/]: pass --url mqtt://host:1883 or set PLEDGELEDGER_MQTT_URL")
         raise typer.Exit(2)

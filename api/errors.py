@@ -53,9 +53,12 @@ def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid value')}")
 
 
-def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # e.g. a body that is not UTF-8
         return error_response(400, "invalid_json", "the request body is not valid UTF-8 JSON")
+    if exc.status_code == 413:  # a body without Content-Length grew past FastAPI's max_body_size
+        limit = request.scope.get("starlette.max_body_size")
+        return error_response(413, "request_too_large", f"request bodies are limited to {limit} bytes; split the batch")
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 401: "unauthorized"}
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
 

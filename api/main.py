@@ -1,55 +1,58 @@
-"""The FastAPI application: assembles routers, error handlers and the ledger's lifetime."""
+"""The FastAPI application: assembles routers, error handlers, the request middleware and the ledger's lifetime."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.types import ASGIApp
 
-from api.errors import error_response, install_error_handlers
-from api.routes import audit, batches, devices, health, readings, thing_models, webhooks
+from api.errors import install_error_handlers
+from api.logs import register_secrets
+from api.middleware import MAX_BODY_BYTES, RequestContext
+from api.routes import audit, batches, devices, health, metrics, readings, thing_models, webhooks
+from api.schemas import ERROR_RESPONSES
 from ledger.service import Ledger
 from ledger.settings import Settings
 
 __all__ = ["MAX_BODY_BYTES", "create_app", "worker_app"]
 
-MAX_BODY_BYTES = 4 * 1024 * 1024  # 1,000 readings of a few hundred bytes each fit easily
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # outermost, around Starlette's error middleware: it sees (and tags) every answer, a 500 too
+        return RequestContext(super().build_middleware_stack(), routes=self.routes, max_body_bytes=MAX_BODY_BYTES)
 
 
 def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None, start_anchoring: bool = True) -> FastAPI:
     """Build the app. With ``ledger`` the caller owns its lifetime; otherwise the app opens and
     closes one (anchoring only if ``start_anchoring``)."""
+    settings = ledger.settings if ledger is not None else settings or Settings()
+    register_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = ledger is None
-        app.state.ledger = ledger or Ledger.open(settings or Settings(), start_anchoring=start_anchoring)
+        app.state.ledger = ledger or Ledger.open(settings, start_anchoring=start_anchoring)
         try:
             yield
         finally:
             if owned:
                 app.state.ledger.close()
 
-    app = FastAPI(
+    app = _App(
         title="pledgeledger",
         version="0.1.0",
         summary="Evidence ledger for IoT-supervised loans against movable goods",
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,  # counts bodies sent without Content-Length as they stream in
     )
     if ledger is not None:
         app.state.ledger = ledger
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return error_response(413, "request_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes; split the batch")
-        return await call_next(request)
-
-    for module in (health, devices, readings, batches, audit, thing_models, webhooks):
-        app.include_router(module.router)
+    for module in (health, devices, readings, batches, audit, thing_models, webhooks, metrics):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
 
 
@@ -59,5 +62,6 @@ def worker_app() -> FastAPI:
     The parent process runs the ledger's single-instance parts (the managed chain node, the
     anchoring loop, the MQTT bridge) and hands its workers, through ``PLEDGELEDGER_*``
     variables, the chain as a JSON-RPC URL and the database; a worker serves requests only.
+    Its metrics go to the parent's ``PROMETHEUS_MULTIPROC_DIR`` (:mod:`ledger.metrics`).
     """
     return create_app(Settings(), start_anchoring=False)

@@ -6,7 +6,36 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["DeviceCreate", "DevicePublic", "GapPublic", "Health", "IngestResult", "KeyRotation", "ReadingPublic", "Revocation"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "DeviceCreate",
+    "DevicePublic",
+    "ErrorBody",
+    "GapPublic",
+    "Health",
+    "IngestResult",
+    "KeyRotation",
+    "ReadingPublic",
+    "Revocation",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="snake_case, stable: what went wrong", examples=["device_not_found"])
+    message: str = Field(description="what to fix")
+
+
+class ErrorBody(BaseModel):
+    """SPEC §6: the one body of every error answer."""
+
+    error: ErrorDetail
+
+
+#: Declared on every route: any 4xx or 5xx answer carries :class:`ErrorBody`.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "the request was refused: `error.code` says why, `error.message` what to fix"},
+    "5XX": {"model": ErrorBody, "description": "the ledger or a dependency (database, chain) failed; retry later"},
+}
 
 
 class DeviceCreate(BaseModel):

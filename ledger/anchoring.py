@@ -50,6 +50,7 @@ from sqlalchemy import func, select
 from ledger.batching import seal_batch
 from ledger.chain.base import AnchorReceipt, ChainError, ChainRevert, NonceConsumed, SignedTx
 from ledger.leadership import Leadership
+from ledger.metrics import observe_anchored
 from ledger.store.db import Database
 from ledger.store.models import Batch, naive_utc
 
@@ -342,7 +343,11 @@ class Anchorer:
                 row.nonce = row.raw_tx = row.fee_cap = row.tip = None
             row.tx_hash, row.block_number, row.block_hash = receipt.tx_hash, receipt.block_number, receipt.block_hash
             row.chain_id, row.contract = self.chain.chain_id, self.chain.anchor_address
+            first_time = row.anchored_at is None
             row.anchored_at = row.anchored_at or _now()
+            sealed_at, anchored_at, count = row.sealed_at, row.anchored_at, row.count
+        if first_time:  # a batch moved to another block by a reorganisation is not counted twice
+            observe_anchored(sealed_at, anchored_at, count)
         log.info("anchored batch %d (%s) in block %d", index, receipt.tx_hash, receipt.block_number)
 
     def _final(self, index: int, block_number: int) -> None:

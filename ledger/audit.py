@@ -57,6 +57,7 @@ from sqlalchemy.orm import Session
 from web3 import Web3
 
 from attestation.bundle import OnChainKey, check_device_key, key_valid_at
+from attestation.devices import DEVICE_ID
 from attestation.encoding import to_hex
 from attestation.errors import AttestationError
 from attestation.merkle import StandardTree, leaf_hash, process_proof
@@ -460,6 +461,8 @@ def audit_device(db: Database, chain: AuditChain, device_id: str, *, chunk_size:
                  max_findings: int = 1000) -> AuditReport:
     """The device part of the audit for one device: its readings (digests, signatures, keys,
     stored proofs), sequence gaps, ``prev`` links and key history against the chain."""
+    if not DEVICE_ID.fullmatch(device_id):  # an id no device can have (PostgreSQL would refuse a NUL in it)
+        raise NotFound(f"no device {device_id}", code="device_not_found")
     report = AuditReport(chain_id=chain.chain_id, contract=chain.anchor_address, checkpoints=chain.head()[0], max_findings=max_findings)
     with db.session() as session:
         _snapshot(session)

@@ -20,11 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attestation.certificates import load_certificates, verify_device_certificate
-from attestation.devices import verify_pop
+from attestation.devices import DEVICE_ID, verify_pop
 from attestation.readings import parse_timestamp
 from attestation.thing_models import THING_MODELS
 from ledger.chain.base import ChainError, ChainRevert
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from ledger.store.db import storable_text
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Organisation, naive_utc, utc
 
 __all__ = ["OPEN_UNTIL", "describe_device", "device_gaps", "get_device", "register_device", "revoke_device", "rotate_key"]
@@ -72,6 +73,9 @@ def register_device(
     device_id, alg, pem, kind = body["id"], body["alg"], body["public_key"], body["kind"]
     if kind not in THING_MODELS:
         raise Invalid(f"kind must be a known thing model: {', '.join(THING_MODELS)}", code="unknown_kind")
+    lot = body.get("lot")
+    if lot is not None and not (len(lot) <= 128 and storable_text(lot)):  # checked before anything goes on chain
+        raise Invalid("lot must be null or at most 128 characters, none of them NUL (U+0000)", code="invalid_lot")
     fingerprint = verify_pop(device_id, alg, pem, body["pop"])
     _check_provisioning(operator, pem, body, now)
     if session.get(Device, device_id) is not None:
@@ -81,7 +85,7 @@ def register_device(
     tx_hash = _on_chain(
         "registration", device_id, chain.register_device, device_id, fingerprint, alg, math.floor(valid_from.timestamp()), OPEN_UNTIL
     )
-    device = Device(id=device_id, organisation_id=operator.id, kind=kind, lot=body.get("lot"))
+    device = Device(id=device_id, organisation_id=operator.id, kind=kind, lot=lot)
     device.keys.append(
         DeviceKeyRecord(alg=alg, public_key=pem, fingerprint=fingerprint.hex(), valid_from=naive_utc(valid_from), tx_hash=tx_hash)
     )
@@ -99,7 +103,8 @@ def _check_provisioning(operator: Organisation, pem: str, body: dict[str, Any], 
 
 def get_device(session: Session, device_id: str, org: Organisation, *, write: bool = False) -> Device:
     """The device as ``org`` may see it: its own operator always; banks and auditors to read."""
-    device = session.get(Device, device_id, with_for_update=write)
+    # an id no device can have is looked up nowhere (PostgreSQL would refuse a NUL in it)
+    device = session.get(Device, device_id, with_for_update=write) if DEVICE_ID.fullmatch(device_id) else None
     visible = device is not None and (
         device.organisation_id == org.id or (not write and org.role in READER_ROLES)
     )

@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session
 from attestation.errors import AttestationError
 from attestation.readings import SignedReading, parse_reading
 from ledger.errors import Conflict, Invalid, LedgerError, NotFound, RateLimited
+from ledger.metrics import count_readings
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert
+from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, storable_text
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
 __all__ = ["IngestResult", "ingest", "ingest_many"]
@@ -117,6 +118,8 @@ def _ingest(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float,
         try:
             reading = envelope if isinstance(envelope, SignedReading) else parse_reading(envelope)
             reading_id = reading.id
+            if reading.lot is not None and not storable_text(reading.lot):
+                raise Invalid("payload.lot must not contain NUL (U+0000): the ledger cannot store it", code="invalid_reading")
             _check_rate(limiter, reading)
             candidates.append(_Candidate(position, reading, reading.ts))
         except (AttestationError, LedgerError) as exc:
@@ -131,7 +134,9 @@ def _ingest(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float,
                 raise
     for c in candidates:
         outcomes[c.position] = (c.reading.id, decided[c.position])
-    return outcomes  # type: ignore[return-value]  # every position is filled
+    count_readings(("rejected", outcome.code) if isinstance(outcome, (AttestationError, LedgerError)) else (outcome, "")
+                   for _, outcome in outcomes)  # type: ignore[misc]  # every position is filled
+    return outcomes  # type: ignore[return-value]
 
 
 def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: datetime,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,20 +23,27 @@ from attestation.encoding import to_hex
 from attestation.merkle import leaf_hash
 from ledger.batching import batch_tree
 from ledger.errors import NotFound, ProofPending
+from ledger.store.db import storable_text
 from ledger.store.models import ANCHORED_STATES, Batch, DeviceKeyRecord, Reading, utc
 
 __all__ = ["get_batch", "get_reading", "multiproof_bundle", "proof_bundle", "split_proof", "tree_export"]
 
+#: ``batches.index`` is a 32-bit integer column; a larger index names no batch (and PostgreSQL
+#: would refuse to compare it).
+MAX_BATCH_INDEX = 2**31 - 1
+#: A reading's id: the 64-hex SHA-256 digest of its payload (either case accepted).
+_READING_ID = re.compile(r"[0-9a-fA-F]{64}")
+
 
 def get_reading(session: Session, reading_id: str) -> Reading:
-    reading = session.scalar(select(Reading).where(Reading.id == reading_id.lower()))
+    reading = session.scalar(select(Reading).where(Reading.id == reading_id.lower())) if _READING_ID.fullmatch(reading_id) else None
     if reading is None:
         raise NotFound(f"no reading with id {reading_id}: ids are the 64-hex SHA-256 digest of the payload", code="reading_not_found")
     return reading
 
 
 def get_batch(session: Session, index: int) -> Batch:
-    batch = session.get(Batch, index)
+    batch = session.get(Batch, index) if 0 <= index <= MAX_BATCH_INDEX else None
     if batch is None:
         raise NotFound(f"no batch {index}: batches are numbered 0, 1, 2, … as they are sealed", code="batch_not_found")
     return batch
@@ -112,7 +120,7 @@ def multiproof_bundle(session: Session, index: int, lot: str, *, interval_s: flo
     batch = get_batch(session, index)
     if batch.status not in ANCHORED_STATES:
         raise _pending(f"batch {index} is", batch, batch.sealed_at, interval_s)
-    rows = list(session.scalars(select(Reading).where(Reading.batch_index == index, Reading.lot == lot)))
+    rows = list(session.scalars(select(Reading).where(Reading.batch_index == index, Reading.lot == lot))) if storable_text(lot) else []
     if not rows:
         raise NotFound(f"batch {index} holds no reading of lot {lot!r}", code="lot_not_in_batch")
     tree = batch_tree(session, index)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import audit, devices, ingest, orgs, proofs, webhooks
+from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.leadership import Leadership
@@ -89,6 +89,10 @@ class Ledger:
             "db": self.db.dialect,
             "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
+
+    def metrics(self) -> bytes:
+        """The Prometheus exposition of this service (:mod:`ledger.metrics`)."""
+        return metrics.exposition(self.db)
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
         with self.db.session() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,15 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text (default) or one JSON object each")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least severe level logged")
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case(cls, v: object, info: object) -> object:
+        if not isinstance(v, str):
+            return v
+        return v.lower() if getattr(info, "field_name", "") == "log_format" else v.upper()
 
     @field_validator("chain")
     @classmethod

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import Auditor, CurrentOrg, LedgerDep
+from api.schemas import ErrorBody
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -22,7 +23,7 @@ def get_tree(index: BatchIndex, _: Auditor, ledger: LedgerDep) -> dict:
 @router.get(
     "/{index}/multiproof",
     summary="Every reading of one lot in the batch, with one OpenZeppelin multiproof",
-    responses={409: {"description": "proof_pending: the batch is not anchored yet; see Retry-After"}},
+    responses={409: {"model": ErrorBody, "description": "proof_pending: the batch is not anchored yet; see Retry-After"}},
 )
 def get_multiproof(
     index: BatchIndex,

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import CurrentOrg, LedgerDep
-from api.schemas import IngestResult, ReadingPublic
+from api.schemas import ErrorBody, IngestResult, ReadingPublic
 from attestation.encoding import b64url_encode
 from ledger.errors import Invalid
 
@@ -83,7 +83,7 @@ def get_reading(reading_id: str, _: CurrentOrg, ledger: LedgerDep) -> dict:
 @router.get(
     "/{reading_id}/proof",
     summary="The proof bundle of an anchored reading (SPEC §4)",
-    responses={409: {"description": "proof_pending: not anchored yet; see Retry-After"}},
+    responses={409: {"model": ErrorBody, "description": "proof_pending: not anchored yet; see Retry-After"}},
 )
 def get_proof(reading_id: str, _: CurrentOrg, ledger: LedgerDep) -> dict:
     """Self-contained: verify it with `pledgeledger verify FILE --rpc URL` or any OpenZeppelin tooling."""

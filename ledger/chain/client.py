@@ -20,19 +20,22 @@ broadcast, and can later be looked up (:meth:`ChainClient.transaction_status`), 
 Every failure surfaces as :class:`ChainError`: :class:`ChainRevert` with the decoded custom
 error (``ReadingAnchorAlreadyAnchored(index=7, root=0x..)``), :class:`ChainUnavailable` when
 the node cannot be reached, :class:`NonceConsumed` when a transaction's nonce was used by
-another one.
+another one. Each failed public operation is
+counted once in ``pledgeledger_chain_errors_total{operation, kind}`` (:mod:`ledger.metrics`),
+under the method the caller called.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
@@ -66,6 +69,7 @@ from ledger.chain.base import (
     NonceConsumed,
     SignedTx,
 )
+from ledger.metrics import count_chain_error
 
 try:  # only present with the embedded (py-evm) backend installed
     from eth_tester.exceptions import TransactionFailed as _TesterTransactionFailed
@@ -209,6 +213,35 @@ def _chain_errors(what: str) -> Iterator[None]:
         raise _translate(exc, what) from exc
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+_depth = threading.local()
+
+
+def _observed(method: _F) -> _F:
+    """Count a :class:`ChainError` escaping ``method`` in the chain-error metric.
+
+    Only the outermost observed call of a thread counts, under its own name: a failure is
+    counted once, as the operation the caller asked for, and an inner failure the outer
+    method handles (``chain_facts`` reading an unknown checkpoint) is not counted at all.
+    """
+
+    @functools.wraps(method)
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        depth = getattr(_depth, "n", 0)
+        _depth.n = depth + 1
+        try:
+            return method(*args, **kwargs)
+        except ChainError as exc:
+            if depth == 0:
+                kind = "unavailable" if isinstance(exc, ChainUnavailable) else "revert" if isinstance(exc, ChainRevert) else "error"
+                count_chain_error(method.__name__, kind)
+            raise
+        finally:
+            _depth.n = depth
+
+    return observed  # type: ignore[return-value]
+
+
 def _is_nonce_error(exc: ChainError) -> bool:
     text = str(exc).lower()
     return "nonce" in text or "already known" in text or "replacement transaction underpriced" in text
@@ -314,15 +347,18 @@ class ChainReader:
                 self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
+    @_observed
     def block_number(self) -> int:
         with _chain_errors("reading the block number"):
             return int(self.w3.eth.block_number)
 
+    @_observed
     def block_timestamp(self, block_number: int) -> int:
         """Unix time of a block."""
         with _chain_errors(f"reading block {block_number}"):
             return int(self.w3.eth.get_block(block_number)["timestamp"])
 
+    @_observed
     def has_code(self, address: str) -> bool:
         """True when a contract is deployed at ``address``."""
         with _chain_errors(f"reading the code at {address}"):
@@ -342,11 +378,13 @@ class ChainReader:
 
     # ReadingAnchor
 
+    @_observed
     def root_of(self, anchor: str, index: int) -> bytes:
         """``rootOf(index)``; raises :class:`ChainRevert` (``ReadingAnchorUnknownIndex``) if none."""
         fn = self.contract(ANCHOR, anchor).functions.rootOf(index)
         return bytes(self._call(f"rootOf({index})", fn))
 
+    @_observed
     def head(self, anchor: str) -> tuple[int, bytes]:
         """``(number of checkpoints, root of the last one)``; the root is 32 zero bytes on an empty chain."""
         size, root = self._call("head()", self.contract(ANCHOR, anchor).functions.head())
@@ -360,11 +398,13 @@ class ChainReader:
         """The only account the anchor accepts checkpoints from (checksummed)."""
         return to_checksum_address(self._call("writer()", self.contract(ANCHOR, anchor).functions.writer()))
 
+    @_observed
     def device_registry_of(self, anchor: str) -> str:
         """The DeviceRegistry address the anchor was deployed with (checksummed)."""
         fn = self.contract(ANCHOR, anchor).functions.deviceRegistry()
         return to_checksum_address(self._call("deviceRegistry()", fn))
 
+    @_observed
     def verify_reading(self, anchor: str, index: int, salt: bytes, digest: bytes, proof: Sequence[bytes]) -> bool:
         """``verifyReading``: is ``(salt, digest)`` a leaf of checkpoint ``index``'s tree?"""
         fn = self.contract(ANCHOR, anchor).functions.verifyReading(
@@ -372,6 +412,7 @@ class ChainReader:
         )
         return bool(self._call(f"verifyReading({index})", fn))
 
+    @_observed
     def find_checkpoint(self, anchor: str, index: int, *, from_block: int = 0) -> AnchorReceipt | None:
         """The transaction that anchored checkpoint ``index`` (found by its ``Checkpointed`` event), if any.
 
@@ -429,22 +470,26 @@ class ChainReader:
 
     # DeviceRegistry
 
+    @_observed
     def key_at(self, registry: str, device_id: str, ts: int) -> DeviceKey | None:
         """The device's key valid at Unix time ``ts``, or ``None``."""
         fn = self.contract(REGISTRY, registry).functions.keyAt(device_id, _uint64(ts, "ts"))
         return _device_key(self._call(f"keyAt({device_id!r}, {ts})", fn))
 
+    @_observed
     def device_keys(self, registry: str, device_id: str) -> list[DeviceKey]:
         """Every key the device has had, oldest first (empty for an unknown device)."""
         raw = self._call(f"keysOf({device_id!r})", self.contract(REGISTRY, registry).functions.keysOf(device_id))
         return [key for key in map(_device_key, raw) if key is not None]
 
+    @_observed
     def is_revoked(self, registry: str, device_id: str) -> bool:
         fn = self.contract(REGISTRY, registry).functions.isRevoked(device_id)
         return bool(self._call(f"isRevoked({device_id!r})", fn))
 
     # for attestation.verify_bundle
 
+    @_observed
     def chain_facts(self, query: AnchorQuery) -> ChainFacts:
         """Read what :func:`attestation.verify_bundle` needs for one bundle.
 
@@ -484,6 +529,7 @@ class ChainReader:
             return None
         return None if receipt is None else (receipt.index, receipt.root)
 
+    @_observed
     def chain_facts_many(self, queries: Sequence[AnchorQuery]) -> list[ChainFacts]:
         """:meth:`chain_facts` for every reading of a bundle (``attestation.chain_queries``).
 
@@ -547,9 +593,11 @@ class ChainClient:
     def chain_id(self) -> int:
         return self.reader.chain_id
 
+    @_observed
     def block_number(self) -> int:
         return self.reader.block_number()
 
+    @_observed
     def has_code(self, address: str) -> bool:
         return self.reader.has_code(address)
 
@@ -790,6 +838,7 @@ class ChainClient:
             tx_hash = self._send_new(f"deploying {name}", None, data, gas).tx_hash
         return self._mined_or_raise(f"deploying {name}", tx_hash)
 
+    @_observed
     def deploy(self) -> Deployment:
         """Deploy DeviceRegistry and ReadingAnchor: the relayer is the registry's admin and registrar and
         the anchor's writer (fixed for the anchor's life: a new relayer key needs a new anchor).
@@ -809,6 +858,7 @@ class ChainClient:
 
     # ReadingAnchor
 
+    @_observed
     def send_checkpoint(
         self, index: int, root: bytes, *, record: Callable[[SignedTx], None] | None = None
     ) -> SignedTx:
@@ -875,6 +925,7 @@ class ChainClient:
             self._gas_limit("checkpoint", self.anchor_address, data)
         return self._gas_limits["checkpoint"]
 
+    @_observed
     def checkpoint_receipt(self, tx_hash: str, *, timeout: float | None = None) -> AnchorReceipt | None:
         """The anchored checkpoint of a sent transaction, or ``None`` if it is not mined yet.
 
@@ -886,6 +937,7 @@ class ChainClient:
             return None
         return self.reader.checkpoint_of_receipt(self.anchor_address, receipt)
 
+    @_observed
     def wait_checkpoint(self, tx_hash: str) -> AnchorReceipt:
         """Like :meth:`checkpoint_receipt`, but not being mined within the timeout is an error."""
         receipt = self.checkpoint_receipt(tx_hash)
@@ -893,15 +945,18 @@ class ChainClient:
             raise ChainError(f"checkpoint: transaction {tx_hash} not mined within {self.receipt_timeout} s")
         return receipt
 
+    @_observed
     def checkpoint(self, index: int, root: bytes) -> AnchorReceipt:
         """Anchor ``root`` as checkpoint ``index`` (the current size) and wait until it is mined."""
         return self.wait_checkpoint(self.send_checkpoint(index, root).tx_hash)
 
+    @_observed
     def find_checkpoint(self, index: int) -> AnchorReceipt | None:
         """The transaction of checkpoint ``index`` (its ``Checkpointed`` event, searched from the deployment block)."""
         deployment = self._require_deployment()
         return self.reader.find_checkpoint(self.anchor_address, index, from_block=deployment.block_number)
 
+    @_observed
     def head(self) -> tuple[int, bytes]:
         """``(number of checkpoints, root of the last one)``."""
         return self.reader.head(self.anchor_address)
@@ -910,6 +965,7 @@ class ChainClient:
         """The number of checkpoints: the index the next checkpoint must have."""
         return self.reader.size(self.anchor_address)
 
+    @_observed
     def root_of(self, index: int) -> bytes:
         return self.reader.root_of(self.anchor_address, index)
 
@@ -921,6 +977,7 @@ class ChainClient:
         self._mined_or_raise(f"{function}({args[0]!r})", tx_hash)
         return tx_hash
 
+    @_observed
     def register_device(
         self, device_id: str, fingerprint: bytes, alg: str, valid_from: int, valid_until: int = OPEN_UNTIL
     ) -> str:
@@ -928,6 +985,7 @@ class ChainClient:
         args = [device_id, _bytes32(fingerprint, "fingerprint"), _alg_code(alg), _uint64(valid_from, "valid_from")]
         return self._registry_tx("register", "register", [*args, _uint64(valid_until, "valid_until")])
 
+    @_observed
     def rotate_device(
         self, device_id: str, fingerprint: bytes, alg: str, at: int, valid_until: int = OPEN_UNTIL
     ) -> str:
@@ -935,15 +993,19 @@ class ChainClient:
         args = [device_id, _bytes32(fingerprint, "fingerprint"), _alg_code(alg), _uint64(at, "at")]
         return self._registry_tx("rotate", "rotate", [*args, _uint64(valid_until, "valid_until")])
 
+    @_observed
     def revoke_device(self, device_id: str, at: int) -> str:
         """Close the current key at ``at`` and the device for good; returns the tx hash."""
         return self._registry_tx("revoke", "revoke", [device_id, _uint64(at, "at")])
 
+    @_observed
     def device_keys(self, device_id: str) -> list[DeviceKey]:
         return self.reader.device_keys(self.registry_address, device_id)
 
+    @_observed
     def key_at(self, device_id: str, ts: int) -> DeviceKey | None:
         return self.reader.key_at(self.registry_address, device_id, ts)
 
+    @_observed
     def is_revoked(self, device_id: str) -> bool:
         return self.reader.is_revoked(self.registry_address, device_id)

@@ -16,12 +16,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update"]
+__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "storable_text"]
 
 #: What a rejected insert of a duplicate raises, through SQLAlchemy or straight from a COPY.
 UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (IntegrityError, psycopg.errors.IntegrityError)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def storable_text(value: str) -> bool:
+    """Whether a text column can hold ``value`` on every backend: PostgreSQL refuses NUL (U+0000)."""
+    return "\x00" not in value
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.chain.backends import find_anvil
 from tests.conftest import IN_CI, ROOT, free_port, run_node
@@ -212,6 +213,18 @@ def test_workers_share_the_port_and_the_parent_anchors(tmp_path: Path, db_url: s
         with httpx.Client(base_url=service.url, timeout=30) as http:
             for reading_id in ids:
                 assert wait_proof(http, reading_id, bank)["anchor"]["status"] in ("included", "final")
+
+        # one /metrics for the whole service: whichever worker answers adds up every process's
+        # counters (prometheus_client's multiprocess mode), the parent's anchoring included
+        for _ in range(6):  # each on a new connection, so several workers answer
+            text = httpx.get(f"{service.url}/metrics", timeout=30).text
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+            assert samples[("pledgeledger_readings_total", (("code", ""), ("status", "accepted")))] == 80, text
+            assert samples[("pledgeledger_http_requests_total", (("method", "POST"), ("route", "/v1/readings"), ("status", "200")))] == 4
+            assert samples[("pledgeledger_anchored_readings_total", ())] == 80  # counted in the parent, which anchors
+            assert samples[("pledgeledger_anchor_latency_seconds_count", ())] >= 1
+            assert samples[("pledgeledger_backlog_readings", ())] == 0
+            assert "process_resident_memory_bytes" not in text  # per-process collectors make no sense summed
     finally:
         service.stop()
 
