@@ -466,6 +466,10 @@ class CollateralClient:
         value = bytes(self._call("lotOfDevice", self.contract.functions.lotOfDevice(bytes(device))))
         return None if value == bytes(32) else value
 
+    def close_action(self, lot_id: bytes) -> str:
+        """``"ClosePledged"`` (bank and warehouse sign) for a lot that was pledged, else ``"Close"`` (warehouse)."""
+        return "ClosePledged" if self.lot(lot_id).status in (Status.RELEASED, Status.ENFORCEMENT) else "Close"
+
     # preparing
 
     def required(self, action: str, message: Mapping[str, Any], *, approver: str | None = None) -> list[Party]:

@@ -156,6 +156,7 @@ def test_pledge_and_release_accept_python_signatures(registry: Registry) -> None
     release_gas = registry.run("Release", "bank", "warehouse", lot=lot, quantity=8_500)
     assert client.lot(lot).status == Status.RELEASED
     assert client.lot_of_registration(fields["registration"]) is None  # type: ignore[arg-type]
+    assert client.close_action(lot) == "ClosePledged"
     registry.run("ClosePledged", "bank", "warehouse", lot=lot)
     assert client.lot(lot).status == Status.CLOSED
     assert client.lot_of_device(device) is None
@@ -271,6 +272,11 @@ def test_registrar_records_affiliations_and_inactive_organisations(registry: Reg
     client.set_organisation_active(orgs["other_bank"], True)
     registry.run("Pledge", "enterprise", "other_bank", "warehouse", **registry.pledge_fields(lot, "ia", "other_bank"))
     assert client.lot(lot).bank == orgs["other_bank"]
+
+    unpledged = registry.new_lot("closed unpledged")
+    assert client.close_action(unpledged) == "Close"
+    registry.run("Close", "warehouse", lot=unpledged)
+    assert client.lot(unpledged).status == Status.CLOSED
 
 
 # --- every transition, with the gas benchmark ----------------------------------------------------
