@@ -5,6 +5,8 @@
 - :mod:`ledger.chain.client`    :class:`ChainReader` (no key) and :class:`ChainClient` (relayer)
 - :mod:`ledger.chain.backends`  :func:`open_chain` (managed anvil, embedded py-evm, JSON-RPC URL)
   and the deployment records (:func:`ensure_deployment`, :func:`deploy_to`)
+- :mod:`ledger.chain.collateral` CollateralRegistry: EIP-712 typed data of every lot transition and
+  :class:`~ledger.chain.collateral.CollateralClient`
 """
 
 from ledger.chain.artifacts import load_artifact
@@ -24,6 +26,7 @@ from ledger.chain.backends import (
 from ledger.chain.base import (
     ALG_CODES,
     ANCHOR,
+    COLLATERAL,
     OPEN_UNTIL,
     REGISTRY,
     AnchorReceipt,
@@ -42,6 +45,7 @@ __all__ = [
     "ANCHOR",
     "ANVIL_DEV_KEY",
     "AnvilNode",
+    "COLLATERAL",
     "OPEN_UNTIL",
     "REGISTRY",
     "AnchorReceipt",

@@ -65,7 +65,7 @@ class DeviceKey:
 
 # --- Added with the chain client (ledger/chain/client.py). ---
 
-__all__ += ["ChainRevert", "ChainUnavailable", "NonceConsumed", "OPEN_UNTIL", "ANCHOR", "REGISTRY"]
+__all__ += ["ChainRevert", "ChainUnavailable", "NonceConsumed", "OPEN_UNTIL", "ANCHOR", "REGISTRY", "COLLATERAL"]
 
 #: `DeviceRegistry.OPEN`: a key valid "until rotated or revoked".
 OPEN_UNTIL: int = 2**64 - 1
@@ -73,6 +73,7 @@ OPEN_UNTIL: int = 2**64 - 1
 #: Contract names, as used in artifacts and in :attr:`Deployment.contracts`.
 ANCHOR = "ReadingAnchor"
 REGISTRY = "DeviceRegistry"
+COLLATERAL = "CollateralRegistry"
 
 
 class ChainUnavailable(ChainError):

@@ -58,6 +58,7 @@ from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import (
     ALG_CODES,
     ANCHOR,
+    COLLATERAL,
     OPEN_UNTIL,
     REGISTRY,
     AnchorReceipt,
@@ -112,7 +113,7 @@ def _error_table() -> dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]]:
         {"name": "Error", "inputs": [{"name": "message", "type": "string"}]},
         {"name": "Panic", "inputs": [{"name": "code", "type": "uint256"}]},
     ]
-    for contract in (ANCHOR, REGISTRY):
+    for contract in (ANCHOR, REGISTRY, COLLATERAL):
         entries += [item for item in load_artifact(contract)["abi"] if item["type"] == "error"]
     table = {}
     for entry in entries:
@@ -777,6 +778,19 @@ class ChainClient:
             return None
         return None if block is None else int(block["number"])
 
+    def transact(self, what: str, to: str, data: str) -> Any:
+        """Send ``data`` to ``to`` from the relayer, wait until mined, and return the receipt.
+
+        Gas is estimated for this very call (padded by ``GAS_MARGIN``), so a call that would revert
+        raises :class:`ChainRevert` with the decoded error before anything is sent; ``what`` names the
+        call in errors. For calls whose cost varies with their arguments and that are rare enough to
+        afford the extra ``eth_estimateGas`` (the collateral lifecycle).
+        """
+        with self._lock:
+            gas = int(self._estimate(what, to, data) * GAS_MARGIN)
+            tx_hash, _ = self._send_raw(what, to, data, gas)
+        return self._mined_or_raise(what, tx_hash)
+
     def _wait(self, tx_hash: str, timeout: float) -> Any | None:
         """The receipt, or ``None`` if not mined within ``timeout`` seconds (0: look once)."""
         with _chain_errors(f"waiting for {tx_hash}"):
@@ -828,6 +842,11 @@ class ChainClient:
         return ChainRevert(f"{what} reverted in {tx_hash} (reason not recoverable)", tx_hash=tx_hash)
 
     # deployment
+
+    def deploy_contract(self, name: str, args: list[Any]) -> Any:
+        """Deploy the shipped contract ``name`` with constructor ``args``; returns the receipt
+        (``contractAddress``, ``blockNumber``). :meth:`deploy` uses it for the core contracts."""
+        return self._deploy_contract(name, args)
 
     def _deploy_contract(self, name: str, args: list[Any]) -> Any:
         artifact = load_artifact(name)

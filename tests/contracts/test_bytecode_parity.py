@@ -35,7 +35,7 @@ def test_pysolcx_and_hardhat_produce_identical_bytecode() -> None:
     assert build.returncode == 0, build.stdout + build.stderr
 
     fresh = _fresh_compile()
-    assert {"DeviceRegistry", "ReadingAnchor"} <= set(fresh)
+    assert {"CollateralRegistry", "DeviceRegistry", "ReadingAnchor"} <= set(fresh)
     for name, artifact in fresh.items():
         hh = json.loads((ROOT / "build/hardhat/artifacts/contracts" / f"{name}.sol" / f"{name}.json").read_text())
         assert hh["deployedBytecode"] == artifact["deployedBytecode"], f"{name}: deployed bytecode differs"
@@ -43,6 +43,9 @@ def test_pysolcx_and_hardhat_produce_identical_bytecode() -> None:
         shipped = json.loads((ROOT / "ledger/chain/artifacts" / f"{name}.json").read_text())
         assert shipped == artifact, f"{name}: shipped artifact is stale; run scripts/build_contracts.py"
         assert "5f" not in _opcodes(artifact["deployedBytecode"]), f"{name}: PUSH0 found; evmVersion must stay paris"
+        assert "5e" not in _opcodes(artifact["deployedBytecode"]), f"{name}: MCOPY found; evmVersion must stay paris"
+        size = len(artifact["deployedBytecode"]) // 2 - 1
+        assert size <= 24_576, f"{name}: {size} bytes deployed, over the EIP-170 limit"
 
 
 def _opcodes(hex_code: str) -> list[str]:

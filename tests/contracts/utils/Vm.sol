@@ -26,6 +26,12 @@ interface Vm {
     // Gas
     function lastCallGas() external view returns (Gas memory gas);
 
+    function chainId(uint256 newChainId) external;
+
+    // Keys and signatures
+    function addr(uint256 privateKey) external pure returns (address keyAddr);
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
+
     // Expectations
     function expectRevert(bytes calldata revertData) external;
     function expectRevert() external;
@@ -47,6 +53,7 @@ interface Vm {
     function assertGe(uint256 left, uint256 right, string calldata error) external pure;
     function assertLe(uint256 left, uint256 right, string calldata error) external pure;
     function assertLt(uint256 left, uint256 right, string calldata error) external pure;
+    function assertGt(uint256 left, uint256 right, string calldata error) external pure;
 }
 
 /// @dev address(uint160(uint256(keccak256("hevm cheat code")))) = 0x7109709ECfa91a80626fF3989D68f67F5b1DD12D
