@@ -94,6 +94,7 @@ DEFAULT_GAS_FLOORS: dict[str, int] = {
     "rotate": 300_000,
     "revoke": 200_000,
 }
+SEND_ATTEMPTS = 4  # signing anew after the node refused a nonce or a fee
 GAS_MARGIN = 1.5  # estimate * margin, for calls whose cost varies (string lengths, fresh slots)
 MAX_FEE_BUMPS = 5  # replacements signed in a row while the node calls them underpriced
 DEFAULT_TIP_WEI = 10**9  # used when the node cannot suggest a priority fee
@@ -686,11 +687,13 @@ class ChainClient:
         self, what: str, to: str | None, data: str, gas: int, record: Callable[[SignedTx], None] | None = None
     ) -> SignedTx:
         """Sign with the local nonce and fees, ``record`` it, then broadcast; if the node objects to the
-        nonce or the fees, read them again and sign anew (recorded again) once. Call with the lock held.
+        nonce or the fees, read them again and sign anew (recorded again), up to ``SEND_ATTEMPTS``
+        times: worker processes and instances share the relayer key, so another process may have
+        taken the nonce meanwhile. Call with the lock held.
 
         ``record`` runs before the broadcast (write-ahead): if it raises, nothing was sent.
         """
-        for attempt in (1, 2):
+        for attempt in range(1, SEND_ATTEMPTS + 1):
             if self._nonce is None:
                 with _chain_errors(what):
                     self._nonce = int(self.w3.eth.get_transaction_count(self.address, "pending"))
@@ -705,7 +708,7 @@ class ChainClient:
                 self._nonce = None  # the node may or may not have it: ask again next time
                 raise
             except ChainError as exc:
-                if attempt == 2:
+                if attempt == SEND_ATTEMPTS:
                     raise
                 if _is_nonce_error(exc):
                     self._nonce = None
@@ -788,7 +791,7 @@ class ChainClient:
         """
         with self._lock:
             gas = int(self._estimate(what, to, data) * GAS_MARGIN)
-            tx_hash, _ = self._send_raw(what, to, data, gas)
+            tx_hash = self._send_new(what, to, data, gas).tx_hash
         return self._mined_or_raise(what, tx_hash)
 
     def _wait(self, tx_hash: str, timeout: float) -> Any | None:

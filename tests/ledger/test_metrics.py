@@ -28,7 +28,7 @@ def test_chain_errors_are_counted_once_under_the_operation_asked_for(ledger_fact
     assert sample("pledgeledger_chain_errors_total", operation="root_of", kind="revert") == reverts + 1
 
     # chain_facts reads rootOf of an index not anchored yet and handles the revert: nothing failed
-    query = AnchorQuery(chain_id=client.chain_id, contract=client.anchor_address, index=99, device="none", timestamp=0)
+    query = AnchorQuery(chain_id=client.chain_id, contract=client.anchor_address, index=99, device="none", timestamp=0, tx_hash="0x" + "00" * 32)
     assert client.reader.chain_facts(query).root is None
     assert sample("pledgeledger_chain_errors_total", operation="root_of", kind="revert") == reverts + 1
     assert sample("pledgeledger_chain_errors_total", operation="chain_facts", kind="revert") == 0

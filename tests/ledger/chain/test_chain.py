@@ -358,13 +358,16 @@ class TestChainConformance:
         assert reader.find_checkpoint(anchor, size + 100) is None
         assert reader.block_timestamp(anchored.block_number) > 0
 
-        facts = reader.chain_facts(AnchorQuery(client.chain_id, anchor, size, device, 600))
+        facts = reader.chain_facts(AnchorQuery(client.chain_id, anchor, size, device, 600, anchored.tx_hash))
         assert facts.root == leaf(salt, digest)
+        assert facts.anchored == (size, leaf(salt, digest))  # what the named transaction checkpointed
+        assert (facts.previous_root is not None) == (size > 0)
+        assert reader.chain_facts(AnchorQuery(client.chain_id, anchor, size, device, 600, "0x" + "00" * 32)).anchored is None
         assert facts.device_key is not None and facts.device_key.fingerprint == fp(9)
-        assert reader.chain_facts(AnchorQuery(client.chain_id, anchor, size + 100, device, 1)).root is None
-        assert reader.chain_facts(AnchorQuery(client.chain_id + 1, anchor, 0, device, 1)).chain_id == client.chain_id
+        assert reader.chain_facts(AnchorQuery(client.chain_id, anchor, size + 100, device, 1, anchored.tx_hash)).root is None
+        assert reader.chain_facts(AnchorQuery(client.chain_id + 1, anchor, 0, device, 1, anchored.tx_hash)).chain_id == client.chain_id
         with pytest.raises(ChainError, match="no contract"):
-            reader.chain_facts(AnchorQuery(client.chain_id, client.address, 0, device, 1))
+            reader.chain_facts(AnchorQuery(client.chain_id, client.address, 0, device, 1, anchored.tx_hash))
 
     def test_nonce_resyncs_after_a_foreign_transaction(self, chain: Chain) -> None:
         client, w3 = chain.client, chain.handle.w3
