@@ -22,7 +22,7 @@ schema, the embedded py-evm chain, batch interval 1 s) and measures, in one run:
    generator keeps ``--connections`` keep-alive connections busy (one thread each) asking for
    the proofs of random stored readings (bank API key), ``--warmup`` seconds, then
    ``--seconds`` timed: requests/s and p50/p99 latency. Every answer (warm-up too) must be 200
-   with a confirmed bundle whose digest is the id asked for; anything else counts as an error.
+   with an anchored (included or final) bundle whose digest is the id asked for; anything else counts as an error.
    The ids are a uniform random sample (``--id-sample``) of ALL stored readings, real and
    filler, so the large figure is for a large table, not a hot subset. Before each
    measurement every reading is anchored and the tables are ``VACUUM ANALYZE``-d (sealing
@@ -38,7 +38,7 @@ ones, plausible envelopes with random 64-byte "signatures", random 64-hex ids an
 take many minutes on top, and the proof path never re-verifies signatures: serving a proof is
 the same row read for a filler row as for a real one. The running service's anchorer then
 seals the filler into batches of up to 65,536 and anchors them like any others; the benchmark
-waits until no reading is unbatched and every batch is confirmed. Filler bundles are
+waits until no reading is unbatched and every batch is anchored (included or final). Filler bundles are
 well-formed but fail ``pledgeledger verify`` at the signature (and digest) check.
 
 The machine is reported (cores, CPU model, memory), the load of other processes before the run,
@@ -210,7 +210,7 @@ def add_filler(bench: BenchService, devices: list[Any], count: int, *, not_befor
 
 
 def wait_anchored(bench: BenchService, expected: int, *, timeout: float) -> dict[str, Any]:
-    """Wait until the store holds ``expected`` readings, none unbatched, every batch confirmed."""
+    """Wait until the store holds ``expected`` readings, none unbatched, every batch anchored."""
     import httpx
 
     t0 = time.monotonic()
@@ -220,7 +220,7 @@ def wait_anchored(bench: BenchService, expected: int, *, timeout: float) -> dict
             raise BenchError("the service exited while anchoring")
         pending = pg_execute(bench.db_url, "SELECT count(*) FROM readings WHERE batch_index IS NULL")[0][0]
         batches, unconfirmed = pg_execute(
-            bench.db_url, "SELECT count(*), count(*) FILTER (WHERE status <> 'confirmed') FROM batches"
+            bench.db_url, "SELECT count(*), count(*) FILTER (WHERE status NOT IN ('included', 'final')) FROM batches"
         )[0]
         waited = time.monotonic() - t0
         if pending == 0 and unconfirmed == 0:
@@ -243,7 +243,7 @@ def wait_anchored(bench: BenchService, expected: int, *, timeout: float) -> dict
                 note = "; /healthz did not answer"
             log(
                 f"  anchoring: {expected - pending:,}/{expected:,} readings sealed into {batches} batches, "
-                f"{unconfirmed} not yet confirmed ({waited:.0f} s){note}"
+                f"{unconfirmed} not yet anchored ({waited:.0f} s){note}"
             )
         time.sleep(1.0)
 
@@ -417,8 +417,8 @@ def _proof_loadgen(spec: dict[str, Any], out: Any, go: Any) -> None:
                 bundle = json.loads(body)
                 if bundle.get("digest") != "0x" + reading_id:
                     problem = "wrong reading"
-                elif bundle.get("anchor", {}).get("status") != "confirmed":
-                    problem = "not confirmed"
+                elif bundle.get("anchor", {}).get("status") not in ("included", "final"):
+                    problem = "not anchored"
                 else:
                     bundles.append((bundle["anchor"]["index"], len(body), len(bundle["proof"])))
             if problem:
