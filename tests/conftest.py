@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
         return
-    import psycopg
-
     if not _postgres_available():
         if IN_CI:
             pytest.fail(f"PostgreSQL is required in CI but {PG_URL} does not answer")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
+    with pg_schema() as url:
+        yield url
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A private, empty schema in the test PostgreSQL, as a URL; dropped afterwards."""
+    import psycopg
+
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from api.main import create_app
 from ledger.service import Ledger
 from ledger.settings import Settings
 from ledger.simulator import SimulatedDevice
-from tests.conftest import IN_CI, PG_URL, LiveServer, _postgres_available
+from tests.conftest import IN_CI, PG_URL, LiveServer, _postgres_available, pg_schema
 
 FUZZ_EXAMPLES = int(os.environ.get("PLEDGELEDGER_FUZZ_EXAMPLES", "20"))
 IDENTITIES = ["anonymous", "operator", "auditor"]
@@ -47,16 +46,8 @@ def fuzz_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"PostgreSQL is required in CI but {PG_URL} does not answer")
         yield f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'ledger.sqlite3'}"
         return
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,15 @@ import httpx
 from web3 import Web3
 import pytest
 
-from ledger.chain import ANVIL_DEV_KEY, AnvilNode, ChainReader, find_anvil
+from ledger.chain import ANVIL_DEV_KEY, AnvilNode, ChainReader
 from ledger.simulator import SimulatedDevice
-from tests.conftest import IN_CI
 from tests.e2e.test_service import Service, wait_proof
-from tests.reliability.test_anchoring_faults import rpc
+from tests.reliability.test_anchoring_faults import node, rpc  # noqa: F401 - node is a fixture
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
 
-def test_kill9_between_submission_and_inclusion(tmp_path: Path) -> None:
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required in CI")
-        pytest.skip("anvil binary not installed")
-    node = AnvilNode(tmp_path / "chain")
-    node.start()
+def test_kill9_between_submission_and_inclusion(tmp_path: Path, node: AnvilNode) -> None:
     service = Service(tmp_path / "data", f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
     service.env.update(PLEDGELEDGER_CHAIN=node.url, PLEDGELEDGER_RELAYER_KEY=ANVIL_DEV_KEY, PLEDGELEDGER_CONFIRMATIONS="1")
     try:
@@ -63,4 +56,3 @@ def test_kill9_between_submission_and_inclusion(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         service.stop()
-        node.stop()
