@@ -147,7 +147,7 @@ def deploy(
     key: Annotated[Optional[str], typer.Option(help="0x private key paying for the deployment [env PLEDGELEDGER_RELAYER_KEY]")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Deploy DeviceRegistry and ReadingAnchor to any EVM chain and record the addresses in the data dir."""
+    """Deploy DeviceRegistry, ReadingAnchor and CollateralRegistry to any EVM chain and record the addresses in the data dir."""
     from ledger.chain.backends import deploy_to, open_chain
 
     settings = _settings(data_dir=data_dir, chain=rpc, relayer_key=key)

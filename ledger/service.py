@@ -14,6 +14,8 @@ from typing import Any
 from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.chain.base import COLLATERAL
+from ledger.chain.collateral import CollateralClient
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -70,6 +72,11 @@ class Ledger:
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
         return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
+
+    @property
+    def collateral(self) -> CollateralClient:
+        """CollateralRegistry of this deployment, sent through the relayer (also the supervision key)."""
+        return CollateralClient(self.chain.client, self.chain.client.deployment.contracts[COLLATERAL])
 
     def close(self) -> None:
         if self.mqtt is not None:

@@ -98,6 +98,8 @@ SEND_ATTEMPTS = 4  # signing anew after the node refused a nonce or a fee
 GAS_MARGIN = 1.5  # estimate * margin, for calls whose cost varies (string lengths, fresh slots)
 MAX_FEE_BUMPS = 5  # replacements signed in a row while the node calls them underpriced
 DEFAULT_TIP_WEI = 10**9  # used when the node cannot suggest a priority fee
+#: CollateralRegistry: how long a change of its default admin waits (OpenZeppelin AccessControlDefaultAdminRules)
+COLLATERAL_ADMIN_DELAY_S = 2 * 24 * 3600
 
 _ALG_NAMES = {code: name for name, code in ALG_CODES.items()}
 # Exceptions raised by web3, its providers (requests, sockets) and eth-tester for chain failures.
@@ -862,8 +864,12 @@ class ChainClient:
 
     @_observed
     def deploy(self) -> Deployment:
-        """Deploy DeviceRegistry and ReadingAnchor: the relayer is the registry's admin and registrar and
-        the anchor's writer (fixed for the anchor's life: a new relayer key needs a new anchor).
+        """Deploy DeviceRegistry, ReadingAnchor and CollateralRegistry.
+
+        The relayer is the device registry's admin and registrar, the anchor's writer (fixed for the
+        anchor's life: a new relayer key needs a new anchor), and CollateralRegistry's delayed default
+        admin (:data:`COLLATERAL_ADMIN_DELAY_S`), registrar and supervision key (it signs the system's
+        freezes and margin calls).
 
         Sets and returns :attr:`deployment`; recording it is the caller's job (see
         :func:`ledger.chain.backends.ensure_deployment`).
@@ -871,9 +877,16 @@ class ChainClient:
         registry = self._deploy_contract(REGISTRY, [self.address, self.address])
         registry_address = to_checksum_address(registry["contractAddress"])
         anchor = self._deploy_contract(ANCHOR, [self.address, registry_address])
+        collateral = self._deploy_contract(
+            COLLATERAL, [COLLATERAL_ADMIN_DELAY_S, self.address, self.address, self.address]
+        )
         self.deployment = Deployment(
             chain_id=self.chain_id,
-            contracts={REGISTRY: registry_address, ANCHOR: to_checksum_address(anchor["contractAddress"])},
+            contracts={
+                REGISTRY: registry_address,
+                ANCHOR: to_checksum_address(anchor["contractAddress"]),
+                COLLATERAL: to_checksum_address(collateral["contractAddress"]),
+            },
             block_number=int(registry["blockNumber"]),
         )
         return self.deployment

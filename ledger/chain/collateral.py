@@ -38,7 +38,7 @@ from web3.contract import Contract
 
 from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import COLLATERAL, ChainError
-from ledger.chain.client import ChainClient
+from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
 
 __all__ = [
     "ACTIONS",
@@ -390,7 +390,7 @@ def deploy_collateral_registry(
     admin: str | None = None,
     registrar: str | None = None,
     supervisor: str | None = None,
-    admin_delay: int = 2 * 24 * 3600,
+    admin_delay: int = COLLATERAL_ADMIN_DELAY_S,
 ) -> str:
     """Deploy CollateralRegistry from the relayer; returns its address.
 
