@@ -69,7 +69,8 @@ class Ledger:
         except BaseException:
             chain.close()
             raise
-        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
+        shown = settings.published_rpc_url(chain.rpc_url) or "URL not shown: it may carry a provider key"
+        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
         return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
 
@@ -92,7 +93,7 @@ class Ledger:
         client = self.chain.client
         return {
             "status": "ok",
-            "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
+            "chain": {"id": client.chain_id, "rpc_url": self.settings.published_rpc_url(self.chain.rpc_url), "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
             "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
