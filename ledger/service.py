@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
-from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
+from ledger import audit, devices, evidence, ingest, metrics, orgs, proofs, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.chain.base import COLLATERAL
@@ -185,6 +186,21 @@ class Ledger:
 
     def device_history(self, device_id: str) -> dict[str, Any]:
         return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
+
+    def evidence(self, org: Organisation, lot_id: str) -> tuple[str, IO[bytes]]:
+        """The lot's evidence package (:mod:`ledger.evidence`) as ``(file name, zip file at offset 0)``; the
+        caller closes the file. Up to 32 MiB stay in memory, a larger package goes to a temporary file."""
+        out = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+        try:
+            with self.db.session() as session:
+                lot = evidence.visible_lot(session, org, lot_id)
+                manifest = evidence.build_evidence(session, self.chain.client, lot, out, interval_s=self.settings.batch_interval_s)
+                name = evidence.evidence_filename(lot, manifest["chain"]["head"]["number"])
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return name, out
 
 
 def _finality(settings: Settings, kind: str) -> Finality:

@@ -1,0 +1,286 @@
+"""A lot's evidence package (``pledgeledger.evidence/1``, :mod:`attestation.evidence`), built as a zip.
+
+:func:`build_evidence` writes the package into a file object (the service uses a spooled temporary
+file, so a large lot goes to disk, not memory): chain records are read through
+:class:`~ledger.chain.evidence.EvidenceReader`, the same reader a verifier uses, fixed at the block the
+package is made at; readings are written one anchored batch at a time, each as a multiproof bundle
+(:func:`ledger.proofs.multiproof_bundle`), so memory holds one batch at most. File names are
+deterministic (:func:`attestation.evidence.batch_path` and friends) and every entry carries the
+package's creation time.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import datetime, timezone
+from typing import IO, Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from attestation.collateral import decode_lot_event, replay
+from attestation.evidence import (
+    EVENTS_FILE,
+    EVIDENCE_FORMAT,
+    LOT_FILE,
+    MANIFEST,
+    TIMELINE_FILE,
+    action_path,
+    batch_path,
+    device_path,
+    file_entry,
+    transaction_path,
+)
+from ledger import proofs
+from ledger.audit import _chain_form
+from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY
+from ledger.chain.client import ChainClient
+from ledger.chain.evidence import EvidenceReader
+from ledger.errors import NotFound
+from ledger.store.models import ANCHORED_STATES, Action, Batch, Device, Lot, Organisation, Reading, utc
+
+__all__ = ["build_evidence", "evidence_filename", "visible_lot"]
+
+GENERATOR = "pledgeledger 0.1.0"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _document(text: str | None) -> Any:
+    """A stored JSON document as JSON (kept as text if it is not JSON)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def visible_lot(session: Session, org: Organisation, lot_id: str) -> Lot:
+    """The lot if ``org`` is one of its parties or an auditor; 404 ``lot_not_found`` otherwise."""
+    lot = session.get(Lot, lot_id) if 0 < len(lot_id) <= 128 else None
+    party = lot is not None and org.id in (lot.warehouse_id, lot.enterprise_id, lot.bank_id, lot.insurer_id)
+    if lot is None or not (party or org.role == "auditor"):
+        raise NotFound(f"no lot {lot_id} that your organisation may see", code="lot_not_found")
+    return lot
+
+
+def evidence_filename(lot: Lot, block: int) -> str:
+    """The name a downloaded package is saved under."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in lot.id)
+    return f"evidence-{safe}-block-{block}.zip"
+
+
+class _Writer:
+    """Zip entries with a fixed time and their manifest entries."""
+
+    def __init__(self, out: IO[bytes], created: datetime) -> None:
+        self.zip = zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED)
+        self.time = created.timetuple()[:6]
+        self.entries: list[dict[str, Any]] = []
+
+    def put(self, path: str, value: Any, *, compact: bool = False) -> None:
+        if compact:
+            text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        else:
+            text = json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False)
+        data = (text + "\n").encode()
+        info = zipfile.ZipInfo(path, date_time=self.time)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self.zip.writestr(info, data)
+        if path != MANIFEST:
+            self.entries.append(file_entry(path, data))
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def _organisation(session: Session, org_id: str | None) -> dict[str, Any] | None:
+    org = session.get(Organisation, org_id) if org_id else None
+    if org is None:
+        return None
+    return {"id": org.id, "name": org.name, "role": org.role, "chain_org": org.chain_org, "signer": org.signer}
+
+
+def _lot_record(session: Session, lot: Lot) -> dict[str, Any]:
+    return {
+        "id": lot.id,
+        "chain_lot": lot.chain_lot,
+        "parties": {
+            role: _organisation(session, getattr(lot, f"{role}_id"))
+            for role in ("warehouse", "enterprise", "bank", "insurer")
+        },
+        "status": lot.status,
+        "quantity": lot.quantity,
+        "unit": lot.unit,
+        "goods": _document(lot.goods),
+        "goods_hash": lot.goods_hash,
+        "assay": _document(lot.assay),
+        "assay_hash": lot.assay_hash,
+        "registration": lot.registration,
+        "terms": _document(lot.terms),
+        "terms_hash": lot.terms_hash,
+        "devices": [d.device_id for d in lot.devices],
+        "created_at": _iso(lot.created_at),
+    }
+
+
+def _action_record(action: Action) -> dict[str, Any]:
+    return {
+        "id": action.id,
+        "lot": action.lot_id,
+        "type": action.type,
+        "primary_type": action.primary_type,
+        "params": json.loads(action.params),
+        "typed_data": json.loads(action.typed_data),
+        "required": json.loads(action.required),
+        "signatures": [
+            {"position": s.position, "role": s.role, "organisation": s.organisation_id, "signer": s.signer,
+             "signature": s.signature, "received_at": _iso(s.received_at)}
+            for s in sorted(action.signatures, key=lambda s: s.position)
+        ],  # fmt: skip
+        "status": action.status,
+        "proposed_by": action.proposed_by,
+        "created_at": _iso(action.created_at),
+        "deadline": _iso(action.deadline),
+        "submitted_at": _iso(action.submitted_at),
+        "confirmed_at": _iso(action.confirmed_at),
+        "tx_hash": action.tx_hash,
+        "block_number": action.block_number,
+        "gas_used": action.gas_used,
+        "error": {"code": action.error_code, "message": action.error_message} if action.error_code else None,
+    }
+
+
+def _device_record(device: Device) -> dict[str, Any]:
+    keys = []
+    for key in device.keys:
+        on_chain = _chain_form(key)
+        keys.append({
+            "alg": key.alg,
+            "public_key": key.public_key,
+            "fingerprint": "0x" + key.fingerprint,
+            "valid_from": on_chain.valid_from,
+            "valid_until": on_chain.valid_until,
+            "valid_from_utc": _iso(key.valid_from),
+            "valid_until_utc": _iso(key.valid_until),
+            "tx_hash": key.tx_hash,
+        })  # fmt: skip
+    return {"id": device.id, "kind": device.kind, "organisation": device.organisation_id,
+            "revoked_at": _iso(device.revoked_at), "keys": keys}  # fmt: skip
+
+
+def _anchored_batches(session: Session, lot: Lot) -> list[int]:
+    query = (
+        select(Reading.batch_index)
+        .distinct()
+        .join(Batch, Batch.index == Reading.batch_index)
+        .where(Reading.lot == lot.id, Batch.status.in_(ANCHORED_STATES))
+        .order_by(Reading.batch_index)
+    )
+    return list(session.scalars(query))
+
+
+def _unanchored_readings(session: Session, lot: Lot) -> int:
+    anchored = select(Batch.index).where(Batch.status.in_(ANCHORED_STATES))
+    query = select(func.count()).select_from(Reading).where(
+        Reading.lot == lot.id, Reading.batch_index.is_(None) | Reading.batch_index.not_in(anchored)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def build_evidence(
+    session: Session,
+    chain: ChainClient,
+    lot: Lot,
+    out: IO[bytes],
+    *,
+    interval_s: float,
+    timeline: Callable[[int], dict[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Write ``lot``'s evidence package as a zip into ``out``; returns its manifest.
+
+    **Parameters**
+
+    - ``chain``: the ledger's chain client (its deployment names the contracts)
+    - ``interval_s``: the batch interval (for :func:`ledger.proofs.multiproof_bundle`)
+    - ``timeline``: given the package's block, the lot's timeline to include as ``timeline.json``
+    """
+    created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    deployment = chain.deployment
+    assert deployment is not None, "the chain client has no deployment"
+    contracts = {name: deployment.contracts[name] for name in (COLLATERAL, ANCHOR, REGISTRY)}
+    reader = EvidenceReader(chain.reader)
+    head_number = reader.latest_block()
+    head = reader.block(head_number)
+    assert head is not None
+    logs = reader.lot_logs(contracts[COLLATERAL], lot.chain_lot, deployment.block_number, head_number)
+
+    writer = _Writer(out, created)
+    writer.put(LOT_FILE, _lot_record(session, lot))
+    times: dict[int, int] = {}
+    events = []
+    for log in logs:
+        decoded = decode_lot_event(log["topics"], log["data"])
+        if log["blockNumber"] not in times:
+            times[log["blockNumber"]] = reader.block(log["blockNumber"])[1]  # type: ignore[index]
+        events.append({
+            "name": decoded.name, "args": decoded.args, "tx_hash": log["transactionHash"], "log_index": log["logIndex"],
+            "block_number": log["blockNumber"], "block_hash": log["blockHash"], "block_timestamp": times[log["blockNumber"]],
+            "block_time_utc": datetime.fromtimestamp(times[log["blockNumber"]], timezone.utc).isoformat().replace("+00:00", "Z"),
+            "address": log["address"], "topics": log["topics"], "data": log["data"],
+        })  # fmt: skip
+    writer.put(EVENTS_FILE, events)
+    tx_hashes = sorted({e["tx_hash"] for e in events})
+    for tx_hash in tx_hashes:
+        found = reader.transaction(tx_hash)
+        assert found is not None, f"transaction {tx_hash} of a log is not on chain"
+        writer.put(transaction_path(tx_hash), {"transaction": found[0], "receipt": found[1]})
+
+    actions = list(session.scalars(select(Action).where(Action.lot_id == lot.id).order_by(Action.created_at, Action.id)))
+    for position, action in enumerate(actions, start=1):
+        writer.put(action_path(position, action.id), _action_record(action))
+    devices = [session.get(Device, d.device_id) for d in lot.devices]
+    for position, device in enumerate(devices, start=1):
+        writer.put(device_path(position, device.id), _device_record(device))  # type: ignore[union-attr]
+
+    readings = 0
+    batches = _anchored_batches(session, lot)
+    for index in batches:
+        bundle = proofs.multiproof_bundle(session, index, lot.id, interval_s=interval_s)
+        readings += len(bundle["readings"])
+        writer.put(batch_path(index), bundle, compact=True)
+    if timeline is not None:
+        writer.put(TIMELINE_FILE, timeline(head_number))
+
+    state = replay(decode_lot_event(e["topics"], e["data"]) for e in events)
+    manifest = {
+        "format": EVIDENCE_FORMAT,
+        "created_at": _iso(created.replace(tzinfo=None)),
+        "generator": GENERATOR,
+        "lot": {"id": lot.id, "chain_lot": lot.chain_lot},
+        "chain": {
+            "chain_id": chain.chain_id,
+            "contracts": contracts,
+            "from_block": deployment.block_number,
+            "head": {"number": head_number, "hash": head[0], "timestamp": head[1]},
+        },
+        "claims": {
+            "state": state.as_dict(),
+            "events": len(events),
+            "transactions": len(tx_hashes),
+            "actions": len(actions),
+            "devices": len(devices),
+            "readings": readings,
+            "reading_batches": len(batches),
+            "readings_not_anchored": _unanchored_readings(session, lot),
+        },
+        "files": sorted(writer.entries, key=lambda e: e["path"]),
+    }
+    writer.put(MANIFEST, manifest)
+    writer.close()
+    return manifest

@@ -1,0 +1,266 @@
+"""A lot's evidence package end to end, on SQLite and PostgreSQL with the embedded chain: the lot is
+registered, verified, pledged, partly released and frozen by the supervision key while its devices'
+readings are anchored; the package is downloaded over real HTTP and verified by ``pledgeledger
+verify-evidence`` against the chain (served over JSON-RPC); then each kind of tampering fails the
+check named for it."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from typer.testing import CliRunner
+
+from api.cli import app as cli_app
+from api.main import create_app
+from attestation.evidence import MANIFEST, file_entry, open_package, verify_evidence
+from ledger import actions
+from ledger.chain.collateral import Role, identifier_hash, sign_typed_data, unit_code
+from ledger.chain.evidence import EvidenceReader
+from ledger.simulator import SimulatedDevice
+from ledger.store.models import Lot, LotDevice, Organisation
+from tests.api.conftest import bearer
+from tests.conftest import LiveServer
+from tests.jsonrpc_bridge import JsonRpcBridge
+
+LOT = "EWR-EVIDENCE-1"
+
+
+def key(name: str) -> LocalAccount:
+    return Account.from_key(keccak(text=f"pledgeledger evidence test {name}"))
+
+
+@dataclass
+class Scene:
+    ledger: Any
+    keys: dict[str, LocalAccount]
+    orgs: dict[str, Any]  # name -> NewOrganisation (with api_key)
+    devices: list[SimulatedDevice]
+    reading_ids: list[str]
+
+
+def _deadline() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(hours=1)
+
+
+def _build_scene(ledger: Any) -> Scene:
+    collateral = ledger.collateral
+    keys = {name: key(name) for name in ("warehouse", "enterprise", "bank")}
+    roles = {"warehouse": ("operator", Role.WAREHOUSE), "enterprise": ("enterprise", Role.ENTERPRISE), "bank": ("bank", Role.BANK)}
+    orgs = {}
+    for name, (role, chain_role) in roles.items():
+        typed = collateral.prepare("RegisterOrganisation", deadline=int(_deadline().timestamp()), role=int(chain_role),
+                                   signer=keys[name].address, name=name)  # fmt: skip
+        collateral.submit(typed, [sign_typed_data(keys[name].key, typed)])
+        orgs[name] = ledger.create_organisation(name=name, role=role, signer=keys[name].address)
+        with ledger.db.session() as session:
+            session.get(Organisation, orgs[name].id).chain_org = collateral.organisation_of(keys[name].address)
+    orgs["auditor"] = ledger.create_organisation(name="auditor", role="auditor")
+    orgs["other_bank"] = ledger.create_organisation(name="other bank", role="bank")
+
+    devices = [SimulatedDevice("wh1-scale:01", "load_cell", lot=LOT), SimulatedDevice("wh1-rfid-02", "rfid_inventory", alg="EdDSA", lot=LOT)]
+    operator = ledger.authenticate(orgs["warehouse"].api_key)
+    for device in devices:
+        ledger.register_device(operator, device.registration())
+    reading_ids: list[str] = []
+
+    def readings(weight: float) -> None:
+        for device in devices:
+            data = {"weight_kg": weight} if device.kind == "load_cell" else {"count": int(weight // 100)}
+            result = ledger.ingest(device.reading(data))
+            assert result.status == "accepted", result
+            reading_ids.append(result.id)
+        ledger.anchorer.tick()
+
+    with ledger.db.session() as session:
+        chain_org = {n: session.get(Organisation, o.id).chain_org for n, o in orgs.items() if n in keys}
+        session.add(Lot(id=LOT, chain_lot="0x" + identifier_hash(LOT).hex(), warehouse_id=orgs["warehouse"].id,
+                        enterprise_id=orgs["enterprise"].id, quantity=10_000, unit="kg", goods='{"goods": "steel coil"}',
+                        goods_hash="0x" + "11" * 32))  # fmt: skip
+        session.flush()
+        session.add_all(LotDevice(lot_id=LOT, device_id=d.id, position=i) for i, d in enumerate(devices))
+
+    def run(type_: str, primary: str, *signers: str, **fields: Any) -> None:
+        with ledger.db.session() as session:
+            lot = session.get(Lot, LOT)
+            action = actions.create_action(
+                session, ledger.collateral, lot=lot, type=type_, primary_type=primary, fields={"lot": identifier_hash(LOT), **fields},
+                deadline=_deadline(), proposed_by=None,
+            )  # fmt: skip
+            typed = json.loads(action.typed_data)
+            for name in signers:
+                actions.add_signature(session, action, sign_typed_data(keys[name].key, typed))
+            assert actions.submit(session, ledger.collateral, action, lot).status == "confirmed", action.error_message
+
+    run("register", "RegisterLot", "warehouse", warehouse=chain_org["warehouse"], enterprise=chain_org["enterprise"],
+        goods=b"\x11" * 32, quantity=10_000, unit=unit_code("kg"), devices=[identifier_hash(d.id) for d in devices])  # fmt: skip
+    readings(10_000.0)
+    run("verify", "VerifyLot", "warehouse", "enterprise", assay=b"\x22" * 32, quantity=10_000)
+    run("pledge", "Pledge", "enterprise", "bank", "warehouse", bank=chain_org["bank"], registration=identifier_hash("REG-9"),
+        terms=b"\x33" * 32, quantity=10_000, minQuantity=6_000)  # fmt: skip
+    readings(10_000.0)
+    run("partial_release", "PartialRelease", "bank", "warehouse", quantity=1_500)
+    readings(8_500.0)
+    with ledger.db.session() as session:
+        lot = session.get(Lot, LOT)
+        frozen = actions.system_action(session, ledger.collateral, ledger.chain.client.account, lot=lot, type="freeze",
+                                       primary_type="Freeze", fields={"lot": identifier_hash(LOT), "reason": b"\x44" * 32})  # fmt: skip
+        assert frozen.status == "confirmed"
+        # an action still collecting signatures is evidence too (what was asked, who signed so far)
+        pending = actions.create_action(session, ledger.collateral, lot=lot, type="unfreeze", primary_type="Unfreeze",
+                                        fields={"lot": identifier_hash(LOT)}, deadline=_deadline(), proposed_by=None)  # fmt: skip
+        actions.add_signature(session, pending, sign_typed_data(keys["bank"].key, json.loads(pending.typed_data)))
+        lot.bank_id = orgs["bank"].id
+    return Scene(ledger, keys, orgs, devices, reading_ids)
+
+
+def _files(package: bytes) -> dict[str, bytes]:
+    archive = zipfile.ZipFile(io.BytesIO(package))
+    return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _zip(files: dict[str, bytes], *, rehash: bool = True, manifest: Callable[[dict], None] | None = None) -> bytes:
+    """The package again, with its manifest's file list recomputed (a forger who also fixes the hashes)."""
+    data = json.loads(files[MANIFEST])
+    if rehash:
+        data["files"] = [file_entry(p, d) for p, d in sorted(files.items()) if p != MANIFEST]
+    if manifest is not None:
+        manifest(data)
+    files = {**files, MANIFEST: json.dumps(data).encode()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def _failed(package: bytes, chain: EvidenceReader) -> list[str]:
+    return verify_evidence(open_package(io.BytesIO(package)), chain).failed
+
+
+def _edit(files: dict[str, bytes], path: str, change: Callable[[Any], Any]) -> dict[str, bytes]:
+    value = json.loads(files[path])
+    value = change(value) or value
+    return {**files, path: json.dumps(value).encode()}
+
+
+def _path(files: dict[str, bytes], prefix: str, contains: str = "") -> str:
+    return next(p for p in sorted(files) if p.startswith(prefix) and contains in files[p].decode())
+
+
+def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger = ledger_factory(db_url)
+    scene = _build_scene(ledger)
+    with LiveServer(create_app(ledger=ledger)) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+        r = http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs["bank"]))
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/zip"
+        assert "evidence-EWR-EVIDENCE-1-block-" in r.headers["content-disposition"]
+        package = r.content
+        assert http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs["auditor"])).status_code == 200
+        for stranger in ("other_bank",):
+            r = http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs[stranger]))
+            assert (r.status_code, r.json()["error"]["code"]) == (404, "lot_not_found")
+        assert http.get(f"/v1/lots/{LOT}/evidence").status_code == 401
+        assert http.get("/v1/lots/NO-SUCH-LOT/evidence", headers=bearer(scene.orgs["auditor"])).status_code == 404
+
+    files = _files(package)
+    manifest = json.loads(files[MANIFEST])
+    assert manifest["format"] == "pledgeledger.evidence/1"
+    assert manifest["claims"]["state"]["status"] == "frozen" and manifest["claims"]["state"]["quantity"] == 8_500
+    assert manifest["claims"]["state"]["frozen_from"] == "pledged"
+    assert manifest["claims"] | {"state": None} == {"state": None, "events": 5, "transactions": 5, "actions": 6, "devices": 2,
+                                                    "readings": 6, "reading_batches": 3, "readings_not_anchored": 0}  # fmt: skip
+    assert sorted(p.split("/")[0] for p in files) == sorted(
+        ["actions"] * 6 + ["chain"] * 6 + ["devices"] * 2 + ["lot.json", "manifest.json"] + ["readings"] * 3
+    )
+    assert "devices/001-wh1-scale_01.json" in files
+
+    # verified by the command line against the chain, over JSON-RPC
+    path = tmp_path / "evidence.zip"
+    path.write_bytes(package)
+    with JsonRpcBridge(ledger.chain.w3) as node:
+        result = CliRunner().invoke(cli_app, ["verify-evidence", str(path), "--rpc", node.url])
+        assert result.exit_code == 0, result.output
+        assert "evidence verified" in result.output
+        result = CliRunner().invoke(cli_app, ["verify-evidence", str(path), "--rpc", node.url, "--json"])
+        report = json.loads(result.output)
+        assert report["ok"] and [c["name"] for c in report["checks"]][-1] == "readings"
+        assert "6 readings in 3 anchored batches" in report["checks"][-1]["detail"]
+        assert "hash chain unbroken" in report["checks"][-1]["detail"]
+
+        forged = tmp_path / "forged.zip"
+        forged.write_bytes(_zip(_edit(files, _path(files, "readings/"), _change_weight)))
+        result = CliRunner().invoke(cli_app, ["verify-evidence", str(forged), "--rpc", node.url])
+        assert result.exit_code == 1 and "evidence NOT verified: failed readings" in result.output, result.output
+        assert CliRunner().invoke(cli_app, ["verify-evidence", str(tmp_path / "none.zip"), "--rpc", node.url]).exit_code == 2
+        (tmp_path / "not.zip").write_text("not a zip")
+        assert CliRunner().invoke(cli_app, ["verify-evidence", str(tmp_path / "not.zip"), "--rpc", node.url]).exit_code == 2
+    assert CliRunner().invoke(cli_app, ["verify-evidence", str(path), "--rpc", "http://127.0.0.1:1"]).exit_code == 2
+
+    chain = EvidenceReader(ledger.chain.client.reader)
+    assert _failed(_zip(files, rehash=False), chain) == []  # repacked as it was: still good
+
+    # a changed reading
+    assert _failed(_zip(_edit(files, _path(files, "readings/"), _change_weight)), chain) == ["readings"]
+    # a file changed without the manifest following
+    assert "files" in _failed(_zip(_edit(files, "lot.json", lambda lot: lot.update(quantity=99_999)), rehash=False), chain)
+    # a dropped event: the partial release and its transaction vanish, the counts are fixed up
+    released = next(e for e in json.loads(files["chain/events.json"]) if e["name"] == "LotPartiallyReleased")
+    dropped = {p: d for p, d in files.items() if released["tx_hash"] not in p}
+    dropped = _edit(dropped, "chain/events.json", lambda events: [e for e in events if e["name"] != "LotPartiallyReleased"])
+
+    def fewer(m: dict) -> None:
+        m["claims"].update(events=4, transactions=4)
+
+    failed = _failed(_zip(dropped, manifest=fewer), chain)
+    assert "events_complete" in failed and "lot_state" in failed, failed
+    # a forged signature: the bank's signature on the pledge replaced by a stranger's over the same typed data
+    pledge = _path(files, "actions/", '"Pledge"')
+
+    def forge(action: dict) -> None:
+        stranger = sign_typed_data(key("stranger").key, action["typed_data"])
+        next(s for s in action["signatures"] if s["role"] == "bank")["signature"] = "0x" + stranger.hex()
+
+    failed = _failed(_zip(_edit(files, pledge, forge)), chain)
+    assert "action_signatures" in failed and "action_transactions" in failed and "receipts" not in failed, failed
+    # a swapped receipt: the pledge's transaction file carries the verification's receipt
+    events = json.loads(files["chain/events.json"])
+    pledged, verified = (next(e["tx_hash"] for e in events if e["name"] == n) for n in ("LotPledged", "LotVerified"))
+    swapped = _edit(files, f"chain/transactions/{pledged}.json",
+                    lambda record: record.update(receipt=json.loads(files[f"chain/transactions/{verified}.json"])["receipt"]))  # fmt: skip
+    assert "receipts" in _failed(_zip(swapped), chain)
+    # a receipt changed in place (another status) is not the node's
+    failing = _edit(files, f"chain/transactions/{pledged}.json", lambda record: record["receipt"].update(gasUsed=1))
+    assert "receipts" in _failed(_zip(failing), chain)
+    # the manifest lists a hash that is not the file's
+    wrong_hash = _zip(files, manifest=lambda m: m["files"][0].update(sha256="00" * 32))
+    assert _failed(wrong_hash, chain) == ["files"]
+    # evidence naming another contract: the registry claimed to be at another address
+    elsewhere = "0x" + "42" * 20
+    failed = _failed(_zip(files, manifest=lambda m: m["chain"]["contracts"].update(CollateralRegistry=elsewhere)), chain)
+    assert "contracts" in failed and "action_typed_data" in failed, failed
+    # evidence of another chain: by its id, or another chain with the same id (a second embedded chain)
+    report = verify_evidence(open_package(io.BytesIO(_zip(files, manifest=lambda m: m["chain"].update(chain_id=1)))), chain)
+    assert report.failed[0] == "chain" and "evidence on chain 1" in report.checks[2].detail
+    assert all(c.detail.startswith("not checked") for c in report.checks[3:])
+    other = ledger_factory(f"sqlite:///{tmp_path / 'other.sqlite3'}", data_dir=tmp_path / "other")
+    report = verify_evidence(open_package(io.BytesIO(package)), EvidenceReader(other.chain.client.reader))
+    assert report.failed[0] == "chain" and "reorganisation" in report.checks[2].detail, report.as_dict()
+    assert len(report.failed) == len(report.checks) - 2  # files and manifest hold; nothing else is read
+
+
+def _change_weight(bundle: dict) -> None:
+    payload = bundle["readings"][0]["reading"]["payload"]
+    payload["data"] = {k: (v + 1 if isinstance(v, (int, float)) else v) for k, v in payload["data"].items()}
