@@ -588,8 +588,10 @@ def _check_lot_state(pkg: _Package) -> str:
     now = pkg.chain.lot_state(pkg.contract(COLLATERAL), pkg.chain_lot)
     if now != expected:
         raise ValueError(f"lotOf on chain is {now.as_dict()}, the events imply {expected.as_dict()}")
-    since = f"; {len(later)} later event(s) ({', '.join(e.name for e in later)}) make it {_describe(now)}," if later else ""
-    return f"{_describe(at_head)} at block {pkg.head['number']}, as claimed{since} as lotOf says now"
+    if not later:
+        return f"{_describe(at_head)} at block {pkg.head['number']}, as claimed, and as lotOf says now"
+    since = ", ".join(e.name for e in later)
+    return f"{_describe(at_head)} at block {pkg.head['number']}, as claimed; {len(later)} later event(s) ({since}) make it {_describe(now)}, as lotOf says now"
 
 
 def _for_actions(pkg: _Package, test: Callable[[str, dict[str, Any]], str | None], what: str, summary: str) -> str:

@@ -33,7 +33,7 @@ from attestation.evidence import (
     transaction_path,
 )
 from ledger import proofs
-from ledger.audit import _chain_form
+from ledger.audit import chain_form
 from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY
 from ledger.chain.client import ChainClient
 from ledger.chain.evidence import EvidenceReader
@@ -158,7 +158,7 @@ def _action_record(action: Action) -> dict[str, Any]:
 def _device_record(device: Device) -> dict[str, Any]:
     keys = []
     for key in device.keys:
-        on_chain = _chain_form(key)
+        on_chain = chain_form(key)
         keys.append({
             "alg": key.alg,
             "public_key": key.public_key,
