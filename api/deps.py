@@ -17,7 +17,7 @@ from ledger.errors import Forbidden, Unauthorized
 from ledger.service import Ledger
 from ledger.store.models import Organisation
 
-__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "require_role"]
+__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "Party", "require_party", "require_role"]
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -59,5 +59,14 @@ def require_role(role: str) -> Callable[[Organisation], Organisation]:
     return check
 
 
+def require_party(org: Organisation = Security(current_org, scopes=["operator", "enterprise", "bank"])) -> Organisation:
+    """The parties of lots (warehouse operators, enterprises, banks): they propose transitions. 403 ``role_forbidden``
+    for auditors and insurers, who only read."""
+    if org.role not in ("operator", "enterprise", "bank"):
+        raise Forbidden(f"only a lot's warehouse, enterprise or bank proposes its transitions; an {org.role} reads", code="role_forbidden")
+    return org
+
+
 Operator = Annotated[Organisation, Depends(require_role("operator"))]
+Party = Annotated[Organisation, Depends(require_party)]
 Auditor = Annotated[Organisation, Depends(require_role("auditor"))]

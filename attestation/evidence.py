@@ -57,6 +57,7 @@ from attestation.collateral import (
     replay,
 )
 from attestation.devices import key_fingerprint
+from attestation.documents import document_hash, identifier_hash
 from attestation.errors import AttestationError
 from attestation.readings import parse_reading
 
@@ -97,6 +98,7 @@ CHECKS = (
     "events",  # each event is the log at its index in its transaction's receipt, at its block and time
     "events_complete",  # the package holds every event of the lot up to its block (eth_getLogs)
     "lot_state",  # the events imply the claimed state, and with any later events the chain's lotOf now
+    "documents",  # the lot's and the actions' documents hash to what the chain and the typed data hold
     "action_typed_data",  # each action's typed data is a transition of this lot on this contract and chain
     "action_signatures",  # each signature recovers to its required signer; confirmed actions are complete
     "action_transactions",  # each confirmed action's transaction carried exactly its typed data and signatures
@@ -594,6 +596,46 @@ def _check_lot_state(pkg: _Package) -> str:
     return f"{_describe(at_head)} at block {pkg.head['number']}, as claimed; {len(later)} later event(s) ({since}) make it {_describe(now)}, as lotOf says now"
 
 
+def _document_problems(where: str, values: Mapping[str, Any]) -> list[str]:
+    """``X`` with ``X_hash`` in ``values``: the document hashes to it (the registration number as an identifier)."""
+    found = []
+    for name, value in values.items():
+        claimed = values.get(f"{name}_hash")
+        if value is None or not isinstance(claimed, str):
+            continue
+        computed = "0x" + (identifier_hash(value) if name == "registration" else document_hash(value)).hex()
+        if computed != claimed.lower():
+            how = "keccak256(its UTF-8)" if name == "registration" else "keccak256(JCS(document))"
+            found.append(f"{where}: {name} hashes to {computed} ({how}), not {name}_hash {claimed}")
+    return found
+
+
+def _check_documents(pkg: _Package) -> str:
+    lot = pkg.load(LOT_FILE)
+    if lot.get("registration") is not None and "registration_hash" not in lot:
+        lot = {**lot, "registration_hash": "0x" + identifier_hash(lot["registration"]).hex()}
+    found = _document_problems(LOT_FILE, lot)
+    state = LotState.from_dict(pkg.manifest["claims"]["state"])
+    pledged = [e for e in pkg.decoded_events() if e.name == "LotPledged"]
+    on_chain = {"goods_hash": state.goods, "assay_hash": state.assay if int(state.assay, 16) else None}
+    if pledged:
+        on_chain.update(terms_hash=pledged[-1].args["terms"], registration_hash=pledged[-1].args["registration"])
+    for name, value in on_chain.items():
+        if value is not None and str(lot.get(name)).lower() != value:
+            found.append(f"{LOT_FILE}: {name} is {lot.get(name)}, on chain {value}")
+    checked = 0
+    for path, action in pkg.actions:
+        params, message = action.get("params") or {}, action["typed_data"]["message"]
+        found += _document_problems(path, params)
+        for name in params:
+            if f"{name}_hash" in params and name in message and str(message[name]).lower() != str(params[f"{name}_hash"]).lower():
+                found.append(f"{path}: the signed {name} is {message[name]}, not the hash of the params' {name}")
+            checked += f"{name}_hash" in params
+    _findings(found, "documents do not hash to what was signed and recorded")
+    named = [n.removesuffix("_hash") for n, v in on_chain.items() if v is not None]
+    return f"the lot's {', '.join(named)} hash to what the chain holds; {checked} documents in actions hash to what their parties signed"
+
+
 def _for_actions(pkg: _Package, test: Callable[[str, dict[str, Any]], str | None], what: str, summary: str) -> str:
     found = []
     for path, action in pkg.actions:
@@ -619,7 +661,14 @@ def _check_action_typed_data(pkg: _Package) -> str:
 
 
 def _signatures(action: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted(action.get("signatures", []), key=lambda s: s["position"])
+    """The action's signatures in signature order, each with its ``position`` among the required parties
+    (the one whose signer it names; a signature naming no required signer gets none)."""
+    signers = [str(p["signer"]).lower() for p in action["required"]]
+    placed = []
+    for s in action.get("signatures", []):
+        signer = str(s.get("signer")).lower()
+        placed.append({**s, "position": signers.index(signer) if signer in signers else None})
+    return sorted(placed, key=lambda s: (s["position"] is None, s["position"] or 0))
 
 
 def _check_action_signatures(pkg: _Package) -> str:
@@ -630,8 +679,10 @@ def _check_action_signatures(pkg: _Package) -> str:
         required = action["required"]
         signatures = _signatures(action)
         positions = [s["position"] for s in signatures]
-        if len(set(positions)) != len(positions) or not all(0 <= p < len(required) for p in positions):
-            return f"signature positions {positions} do not fit {len(required)} required parties"
+        if None in positions:
+            return f"a signature names {signatures[-1]['signer']}, who is not a required signer"
+        if len(set(positions)) != len(positions):
+            return "a required party has signed twice"
         for s in signatures:
             party = required[s["position"]]
             signer = recover_signer(action["typed_data"], s["signature"])
@@ -757,6 +808,7 @@ _CHECK_FUNCTIONS: dict[str, Callable[[_Package], str]] = {
     "events": _check_events,
     "events_complete": _check_events_complete,
     "lot_state": _check_lot_state,
+    "documents": _check_documents,
     "action_typed_data": _check_action_typed_data,
     "action_signatures": _check_action_signatures,
     "action_transactions": _check_action_transactions,

@@ -32,40 +32,20 @@ from attestation.evidence import (
     file_entry,
     transaction_path,
 )
-from ledger import proofs
+from ledger import lots, proofs
 from ledger.audit import chain_form
 from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY
 from ledger.chain.client import ChainClient
 from ledger.chain.evidence import EvidenceReader
-from ledger.errors import NotFound
-from ledger.store.models import ANCHORED_STATES, Action, Batch, Device, Lot, Organisation, Reading, utc
+from ledger.store.models import ANCHORED_STATES, Action, Batch, Device, Lot, Reading, utc
 
-__all__ = ["build_evidence", "evidence_filename", "visible_lot"]
+__all__ = ["build_evidence", "evidence_filename"]
 
 GENERATOR = "pledgeledger 0.1.0"
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else utc(moment).isoformat().replace("+00:00", "Z")
-
-
-def _document(text: str | None) -> Any:
-    """A stored JSON document as JSON (kept as text if it is not JSON)."""
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def visible_lot(session: Session, org: Organisation, lot_id: str) -> Lot:
-    """The lot if ``org`` is one of its parties or an auditor; 404 ``lot_not_found`` otherwise."""
-    lot = session.get(Lot, lot_id) if 0 < len(lot_id) <= 128 else None
-    party = lot is not None and org.id in (lot.warehouse_id, lot.enterprise_id, lot.bank_id, lot.insurer_id)
-    if lot is None or not (party or org.role == "auditor"):
-        raise NotFound(f"no lot {lot_id} that your organisation may see", code="lot_not_found")
-    return lot
 
 
 def evidence_filename(lot: Lot, block: int) -> str:
@@ -96,63 +76,6 @@ class _Writer:
 
     def close(self) -> None:
         self.zip.close()
-
-
-def _organisation(session: Session, org_id: str | None) -> dict[str, Any] | None:
-    org = session.get(Organisation, org_id) if org_id else None
-    if org is None:
-        return None
-    return {"id": org.id, "name": org.name, "role": org.role, "chain_org": org.chain_org, "signer": org.signer}
-
-
-def _lot_record(session: Session, lot: Lot) -> dict[str, Any]:
-    return {
-        "id": lot.id,
-        "chain_lot": lot.chain_lot,
-        "parties": {
-            role: _organisation(session, getattr(lot, f"{role}_id"))
-            for role in ("warehouse", "enterprise", "bank", "insurer")
-        },
-        "status": lot.status,
-        "quantity": lot.quantity,
-        "unit": lot.unit,
-        "goods": _document(lot.goods),
-        "goods_hash": lot.goods_hash,
-        "assay": _document(lot.assay),
-        "assay_hash": lot.assay_hash,
-        "registration": lot.registration,
-        "terms": _document(lot.terms),
-        "terms_hash": lot.terms_hash,
-        "devices": [d.device_id for d in lot.devices],
-        "created_at": _iso(lot.created_at),
-    }
-
-
-def _action_record(action: Action) -> dict[str, Any]:
-    return {
-        "id": action.id,
-        "lot": action.lot_id,
-        "type": action.type,
-        "primary_type": action.primary_type,
-        "params": json.loads(action.params),
-        "typed_data": json.loads(action.typed_data),
-        "required": json.loads(action.required),
-        "signatures": [
-            {"position": s.position, "role": s.role, "organisation": s.organisation_id, "signer": s.signer,
-             "signature": s.signature, "received_at": _iso(s.received_at)}
-            for s in sorted(action.signatures, key=lambda s: s.position)
-        ],  # fmt: skip
-        "status": action.status,
-        "proposed_by": action.proposed_by,
-        "created_at": _iso(action.created_at),
-        "deadline": _iso(action.deadline),
-        "submitted_at": _iso(action.submitted_at),
-        "confirmed_at": _iso(action.confirmed_at),
-        "tx_hash": action.tx_hash,
-        "block_number": action.block_number,
-        "gas_used": action.gas_used,
-        "error": {"code": action.error_code, "message": action.error_message} if action.error_code else None,
-    }
 
 
 def _device_record(device: Device) -> dict[str, Any]:
@@ -199,7 +122,7 @@ def build_evidence(
     out: IO[bytes],
     *,
     interval_s: float,
-    timeline: Callable[[int], dict[str, Any]] | None = None,
+    timeline: Callable[[], dict[str, Any]] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Write ``lot``'s evidence package as a zip into ``out``; returns its manifest.
@@ -208,7 +131,8 @@ def build_evidence(
 
     - ``chain``: the ledger's chain client (its deployment names the contracts)
     - ``interval_s``: the batch interval (for :func:`ledger.proofs.multiproof_bundle`)
-    - ``timeline``: given the package's block, the lot's timeline to include as ``timeline.json``
+    - ``timeline``: makes the lot's timeline (``GET /v1/lots/{id}/timeline``), included as ``timeline.json``
+      (informative: the verifier checks the records it summarises, not it)
     """
     created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     deployment = chain.deployment
@@ -221,7 +145,7 @@ def build_evidence(
     logs = reader.lot_logs(contracts[COLLATERAL], lot.chain_lot, deployment.block_number, head_number)
 
     writer = _Writer(out, created)
-    writer.put(LOT_FILE, _lot_record(session, lot))
+    writer.put(LOT_FILE, lots.lot_view(session, lot))
     times: dict[int, int] = {}
     events = []
     for log in logs:
@@ -243,7 +167,7 @@ def build_evidence(
 
     actions = list(session.scalars(select(Action).where(Action.lot_id == lot.id).order_by(Action.created_at, Action.id)))
     for position, action in enumerate(actions, start=1):
-        writer.put(action_path(position, action.id), _action_record(action))
+        writer.put(action_path(position, action.id), lots.action_view(action))
     devices = [session.get(Device, d.device_id) for d in lot.devices]
     for position, device in enumerate(devices, start=1):
         writer.put(device_path(position, device.id), _device_record(device))  # type: ignore[union-attr]
@@ -255,7 +179,7 @@ def build_evidence(
         readings += len(bundle["readings"])
         writer.put(batch_path(index), bundle, compact=True)
     if timeline is not None:
-        writer.put(TIMELINE_FILE, timeline(head_number))
+        writer.put(TIMELINE_FILE, timeline())
 
     state = replay(decode_lot_event(e["topics"], e["data"]) for e in events)
     manifest = {

@@ -26,15 +26,20 @@ from api.cli import app as cli_app
 from api.main import create_app
 from attestation.evidence import MANIFEST, file_entry, open_package, verify_evidence
 from ledger import actions
-from ledger.chain.collateral import Role, identifier_hash, sign_typed_data, unit_code
+from ledger.chain.collateral import identifier_hash, sign_typed_data
 from ledger.chain.evidence import EvidenceReader
 from ledger.simulator import SimulatedDevice
-from ledger.store.models import Lot, LotDevice, Organisation
-from tests.api.conftest import bearer
+from ledger.store.models import Lot
+from tests.api.test_lots_acceptance import sign
 from tests.conftest import LiveServer
 from tests.jsonrpc_bridge import JsonRpcBridge
 
 LOT = "EWR-EVIDENCE-1"
+
+
+TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "steel coil", "haircut": 0.3, "warning_ltv": 0.7,
+         "disposal_ltv": 0.85, "min_control_value": 4_500_000}  # fmt: skip
+ROLES = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "auditor": "auditor", "other_bank": "bank"}
 
 
 def key(name: str) -> LocalAccount:
@@ -44,85 +49,64 @@ def key(name: str) -> LocalAccount:
 @dataclass
 class Scene:
     ledger: Any
+    http: httpx.Client
     keys: dict[str, LocalAccount]
-    orgs: dict[str, Any]  # name -> NewOrganisation (with api_key)
-    devices: list[SimulatedDevice]
-    reading_ids: list[str]
+    auth: dict[str, dict[str, str]]
+
+    def act(self, who: str, type_: str, params: dict[str, Any], *signers: str) -> dict[str, Any]:
+        r = self.http.post(f"/v1/lots/{LOT}/actions", json={"type": type_, "params": params}, headers=self.auth[who])
+        assert r.status_code == 201, r.text
+        return self.sign(r.json(), *signers)
+
+    def sign(self, action: dict[str, Any], *signers: str) -> dict[str, Any]:
+        for name in signers:
+            r = self.http.post(f"/v1/actions/{action['id']}/signatures", json={"signature": sign(self.keys[name], action["typed_data"])},
+                               headers=self.auth[name])  # fmt: skip
+            assert r.status_code == 200, r.text
+            action = r.json()
+        return action
+
+    def readings(self, devices: list[SimulatedDevice], weight: float) -> None:
+        batch = [d.reading({"weight_kg": weight} if d.kind == "load_cell" else {"count": int(weight // 100)}) for d in devices]
+        assert [x["status"] for x in self.http.post("/v1/readings", json=batch).json()] == ["accepted"] * len(devices)
+        self.ledger.anchorer.tick()
 
 
-def _deadline() -> datetime:
-    return datetime.now(timezone.utc) + timedelta(hours=1)
-
-
-def _build_scene(ledger: Any) -> Scene:
-    collateral = ledger.collateral
-    keys = {name: key(name) for name in ("warehouse", "enterprise", "bank")}
-    roles = {"warehouse": ("operator", Role.WAREHOUSE), "enterprise": ("enterprise", Role.ENTERPRISE), "bank": ("bank", Role.BANK)}
-    orgs = {}
-    for name, (role, chain_role) in roles.items():
-        typed = collateral.prepare("RegisterOrganisation", deadline=int(_deadline().timestamp()), role=int(chain_role),
-                                   signer=keys[name].address, name=name)  # fmt: skip
-        collateral.submit(typed, [sign_typed_data(keys[name].key, typed)])
-        orgs[name] = ledger.create_organisation(name=name, role=role, signer=keys[name].address)
-        with ledger.db.session() as session:
-            session.get(Organisation, orgs[name].id).chain_org = collateral.organisation_of(keys[name].address)
-    orgs["auditor"] = ledger.create_organisation(name="auditor", role="auditor")
-    orgs["other_bank"] = ledger.create_organisation(name="other bank", role="bank")
+def _drive_lot(ledger: Any, http: httpx.Client) -> Scene:
+    """Over the API: register, verify, pledge, partial release; a margin call by the supervision key; a
+    freeze by the warehouse; an unfreeze still collecting signatures; readings anchored in between."""
+    keys = {name: key(name) for name in ROLES}
+    auth = {}
+    for name, role in ROLES.items():
+        new = ledger.create_organisation(name=name, role=role, signer=keys[name].address)
+        auth[name] = {"Authorization": f"Bearer {new.api_key}"}
+    scene = Scene(ledger, http, keys, auth)
+    for name in ("warehouse", "enterprise", "bank"):  # each signs its own registration on chain
+        assert scene.sign(http.get("/v1/organisation", headers=auth[name]).json()["registration"], name)["status"] == "confirmed"
 
     devices = [SimulatedDevice("wh1-scale:01", "load_cell", lot=LOT), SimulatedDevice("wh1-rfid-02", "rfid_inventory", alg="EdDSA", lot=LOT)]
-    operator = ledger.authenticate(orgs["warehouse"].api_key)
     for device in devices:
-        ledger.register_device(operator, device.registration())
-    reading_ids: list[str] = []
-
-    def readings(weight: float) -> None:
-        for device in devices:
-            data = {"weight_kg": weight} if device.kind == "load_cell" else {"count": int(weight // 100)}
-            result = ledger.ingest(device.reading(data))
-            assert result.status == "accepted", result
-            reading_ids.append(result.id)
-        ledger.anchorer.tick()
-
+        assert http.post("/v1/devices", json=device.registration(), headers=auth["warehouse"]).status_code == 201
+    r = http.post("/v1/lots", headers=auth["warehouse"], json={
+        "id": LOT, "enterprise": "enterprise", "goods": {"commodity": "steel coil", "coils": 40}, "quantity": 10_000,
+        "unit": "kg", "devices": [d.id for d in devices]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert scene.sign(r.json()["action"], "warehouse")["status"] == "confirmed"
+    scene.readings(devices, 10_000.0)
+    assert scene.act("warehouse", "verify", {"quantity": 10_000, "assay": {"lab": "SGS", "grade": "Q235"}}, "warehouse", "enterprise")["status"] == "confirmed"
+    pledge = {"bank": "bank", "registration": "PBOC-EV-1", "terms": TERMS, "min_quantity": 6_000}
+    assert scene.act("enterprise", "pledge", pledge, "enterprise", "bank", "warehouse")["status"] == "confirmed"
+    scene.readings(devices, 10_000.0)
+    assert scene.act("bank", "partial_release", {"quantity": 1_500}, "bank", "warehouse")["status"] == "confirmed"
+    scene.readings(devices, 8_500.0)
     with ledger.db.session() as session:
-        chain_org = {n: session.get(Organisation, o.id).chain_org for n, o in orgs.items() if n in keys}
-        session.add(Lot(id=LOT, chain_lot="0x" + identifier_hash(LOT).hex(), warehouse_id=orgs["warehouse"].id,
-                        enterprise_id=orgs["enterprise"].id, quantity=10_000, unit="kg", goods='{"goods": "steel coil"}',
-                        goods_hash="0x" + "11" * 32))  # fmt: skip
-        session.flush()
-        session.add_all(LotDevice(lot_id=LOT, device_id=d.id, position=i) for i, d in enumerate(devices))
-
-    def run(type_: str, primary: str, *signers: str, **fields: Any) -> None:
-        with ledger.db.session() as session:
-            lot = session.get(Lot, LOT)
-            action = actions.create_action(
-                session, ledger.collateral, lot=lot, type=type_, primary_type=primary, fields={"lot": identifier_hash(LOT), **fields},
-                deadline=_deadline(), proposed_by=None,
-            )  # fmt: skip
-            typed = json.loads(action.typed_data)
-            for name in signers:
-                actions.add_signature(session, action, sign_typed_data(keys[name].key, typed))
-            assert actions.submit(session, ledger.collateral, action, lot).status == "confirmed", action.error_message
-
-    run("register", "RegisterLot", "warehouse", warehouse=chain_org["warehouse"], enterprise=chain_org["enterprise"],
-        goods=b"\x11" * 32, quantity=10_000, unit=unit_code("kg"), devices=[identifier_hash(d.id) for d in devices])  # fmt: skip
-    readings(10_000.0)
-    run("verify", "VerifyLot", "warehouse", "enterprise", assay=b"\x22" * 32, quantity=10_000)
-    run("pledge", "Pledge", "enterprise", "bank", "warehouse", bank=chain_org["bank"], registration=identifier_hash("REG-9"),
-        terms=b"\x33" * 32, quantity=10_000, minQuantity=6_000)  # fmt: skip
-    readings(10_000.0)
-    run("partial_release", "PartialRelease", "bank", "warehouse", quantity=1_500)
-    readings(8_500.0)
-    with ledger.db.session() as session:
-        lot = session.get(Lot, LOT)
-        frozen = actions.system_action(session, ledger.collateral, ledger.chain.client.account, lot=lot, type="freeze",
-                                       primary_type="Freeze", fields={"lot": identifier_hash(LOT), "reason": b"\x44" * 32})  # fmt: skip
-        assert frozen.status == "confirmed"
-        # an action still collecting signatures is evidence too (what was asked, who signed so far)
-        pending = actions.create_action(session, ledger.collateral, lot=lot, type="unfreeze", primary_type="Unfreeze",
-                                        fields={"lot": identifier_hash(LOT)}, deadline=_deadline(), proposed_by=None)  # fmt: skip
-        actions.add_signature(session, pending, sign_typed_data(keys["bank"].key, json.loads(pending.typed_data)))
-        lot.bank_id = orgs["bank"].id
-    return Scene(ledger, keys, orgs, devices, reading_ids)
+        called = actions.system_action(session, ledger.collateral, ledger.chain.client.account, lot=session.get(Lot, LOT),
+                                       type="margin_call", primary_type="MarginCall",
+                                       fields={"lot": identifier_hash(LOT), "reason": b"\x44" * 32})  # fmt: skip
+        assert called.status == "confirmed", called.error_message
+    assert scene.act("warehouse", "freeze", {"reason": {"alert": "weight drop", "kg": 300}}, "warehouse")["status"] == "confirmed"
+    assert scene.act("bank", "unfreeze", {}, "bank")["status"] == "collecting"  # evidence too: who asked, who signed so far
+    return scene
 
 
 def _files(package: bytes) -> dict[str, bytes]:
@@ -161,29 +145,28 @@ def _path(files: dict[str, bytes], prefix: str, contains: str = "") -> str:
 
 def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ledger = ledger_factory(db_url)
-    scene = _build_scene(ledger)
     with LiveServer(create_app(ledger=ledger)) as server, httpx.Client(base_url=server.url, timeout=120) as http:
-        r = http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs["bank"]))
+        scene = _drive_lot(ledger, http)
+        r = http.get(f"/v1/lots/{LOT}/evidence", headers=scene.auth["bank"])
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/zip"
         assert "evidence-EWR-EVIDENCE-1-block-" in r.headers["content-disposition"]
         package = r.content
-        assert http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs["auditor"])).status_code == 200
-        for stranger in ("other_bank",):
-            r = http.get(f"/v1/lots/{LOT}/evidence", headers=bearer(scene.orgs[stranger]))
-            assert (r.status_code, r.json()["error"]["code"]) == (404, "lot_not_found")
+        assert http.get(f"/v1/lots/{LOT}/evidence", headers=scene.auth["auditor"]).status_code == 200
+        r = http.get(f"/v1/lots/{LOT}/evidence", headers=scene.auth["other_bank"])
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "lot_not_found")
         assert http.get(f"/v1/lots/{LOT}/evidence").status_code == 401
-        assert http.get("/v1/lots/NO-SUCH-LOT/evidence", headers=bearer(scene.orgs["auditor"])).status_code == 404
+        assert http.get("/v1/lots/NO-SUCH-LOT/evidence", headers=scene.auth["auditor"]).status_code == 404
 
     files = _files(package)
     manifest = json.loads(files[MANIFEST])
     assert manifest["format"] == "pledgeledger.evidence/1"
     assert manifest["claims"]["state"]["status"] == "frozen" and manifest["claims"]["state"]["quantity"] == 8_500
-    assert manifest["claims"]["state"]["frozen_from"] == "pledged"
-    assert manifest["claims"] | {"state": None} == {"state": None, "events": 5, "transactions": 5, "actions": 6, "devices": 2,
+    assert manifest["claims"]["state"]["frozen_from"] == "margin_call"
+    assert manifest["claims"] | {"state": None} == {"state": None, "events": 6, "transactions": 6, "actions": 7, "devices": 2,
                                                     "readings": 6, "reading_batches": 3, "readings_not_anchored": 0}  # fmt: skip
     assert sorted(p.split("/")[0] for p in files) == sorted(
-        ["actions"] * 6 + ["chain"] * 6 + ["devices"] * 2 + ["lot.json", "manifest.json"] + ["readings"] * 3
+        ["actions"] * 7 + ["chain"] * 7 + ["devices"] * 2 + ["lot.json", "manifest.json", "timeline.json"] + ["readings"] * 3
     )
     assert "devices/001-wh1-scale_01.json" in files
 
@@ -214,6 +197,8 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_f
 
     # a changed reading
     assert _failed(_zip(_edit(files, _path(files, "readings/"), _change_weight)), chain) == ["readings"]
+    # a document changed: the loan terms in the lot's record no longer hash to what the three parties signed
+    assert _failed(_zip(_edit(files, "lot.json", lambda lot: lot["terms"].update(loan_value=9_000_000))), chain) == ["documents"]
     # a file changed without the manifest following
     assert "files" in _failed(_zip(_edit(files, "lot.json", lambda lot: lot.update(quantity=99_999)), rehash=False), chain)
     # a dropped event: the partial release and its transaction vanish, the counts are fixed up
