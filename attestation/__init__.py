@@ -15,6 +15,8 @@ Modules:
 - :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
+- :mod:`attestation.collateral` CollateralRegistry's transitions, calldata, events and lot state machine, for verifiers
+- :mod:`attestation.evidence`   a lot's evidence package (``pledgeledger.evidence/1``) and its verifier
 - :mod:`attestation.errors`     the error tree
 """
 
