@@ -772,11 +772,13 @@ def _check_readings(pkg: _Package) -> str:
             found.append(f"{path} (checkpoint {bundle['anchor'].get('index')}): {failed}")
             continue
         for entry in bundle["readings"]:
-            reading = parse_reading(entry["reading"])
-            if reading.id in seen:
-                found.append(f"reading {reading.id} is in {seen[reading.id]} and {path}")
-            seen[reading.id] = path
-            by_device.setdefault(reading.device, []).append((reading.payload["seq"], reading.id, reading.payload.get("prev")))
+            # the bundle verified: each digest is its reading's; a JSON reading's payload is read as it stands
+            digest = entry["digest"][2:].lower()
+            payload = entry["reading"]["payload"] if "payload" in entry["reading"] else parse_reading(entry["reading"]).payload
+            if digest in seen:
+                found.append(f"reading {digest} is in {seen[digest]} and {path}")
+            seen[digest] = path
+            by_device.setdefault(payload["device"], []).append((payload["seq"], digest, payload.get("prev")))
     claimed = pkg.manifest["claims"].get("readings")
     if claimed != len(seen) and not found:
         found.append(f"the manifest claims {claimed} readings, the bundles hold {len(seen)}")
