@@ -38,6 +38,7 @@ __all__ = [
     "LotEvent",
     "LotState",
     "check_typed_data",
+    "decode_call",
     "decode_lot_event",
     "encode_call",
     "expected_domain",
@@ -225,6 +226,35 @@ def encode_call(typed: Mapping[str, Any], signatures: Sequence[str]) -> bytes:
     nonces = [message[name] for name in action.nonce_fields]
     values = [*args, message["deadline"], nonces, [_bytes(s, "signature") for s in signatures]]
     return action.selector + abi_encode(action._argument_types(), values)
+
+
+def decode_call(data: bytes, *, chain_id: int, contract: str) -> tuple[dict[str, Any], list[str]]:
+    """The transition a transaction to CollateralRegistry carried: the typed data its parties signed (on
+    chain ``chain_id``, contract ``contract``) and the signatures, in signature order.
+
+    The inverse of :func:`encode_call`. Raises :class:`ValueError` for calldata that is no lot transition.
+    """
+    data = bytes(data)
+    for action in (a for a in LOT_ACTIONS.values() if a.selector == data[:4]):
+        try:
+            values = list(abi_decode(action._argument_types(), data[4:]))
+        except Exception:  # eth_abi's DecodingError family: not this function's arguments
+            continue
+        *leading, deadline, nonces, signatures = values
+        if action.grouped:
+            leading = [leading[0], *leading[1]]
+        if len(nonces) != len(action.nonce_fields):  # Close and ClosePledged share close(): told apart by their signers
+            continue
+        message: dict[str, Any] = {name: _json_value(v, t, False) for (name, t), v in zip(action.arguments, leading)}
+        message.update(zip(action.nonce_fields, nonces), deadline=deadline)
+        typed = {
+            "types": {"EIP712Domain": _DOMAIN_FIELDS, action.primary_type: [{"name": n, "type": t} for n, t in action.fields]},
+            "primaryType": action.primary_type,
+            "domain": expected_domain(chain_id, contract),
+            "message": message,
+        }
+        return typed, [_hex(s) for s in signatures]
+    raise ValueError(f"calldata with selector {_hex(data[:4])} is no lot transition of CollateralRegistry")
 
 
 # --- events ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from attestation.collateral import (
     LotEvent,
     LotState,
     check_typed_data,
+    decode_call,
     decode_lot_event,
     encode_call,
     keccak,
@@ -717,9 +718,20 @@ def _check_action_transactions(pkg: _Package) -> str:
         return None
 
     summary = _for_actions(pkg, test, "confirmed actions are not the chain's transactions", "{n} actions")
-    outside = len(event_txs - confirmed)
-    note = f"; {outside} event transaction(s) were submitted outside the ledger" if outside else ""
+    outside = [_signed_outside(pkg, tx_hash) for tx_hash in sorted(event_txs - confirmed)]
+    note = f"; {len(outside)} transaction(s) without a confirmed action in the package: " + "; ".join(outside) if outside else ""
     return f"{summary}: each of the {len(confirmed)} confirmed carried exactly its typed data and signatures on chain{note}"
+
+
+def _signed_outside(pkg: _Package, tx_hash: str) -> str:
+    """Who signed a transition the package has no confirmed action for, read from its calldata alone."""
+    tx = normalise_transaction(pkg.load(transaction_path(tx_hash))["transaction"])
+    try:
+        typed, signatures = decode_call(bytes.fromhex(tx["input"][2:]), chain_id=pkg.chain_id, contract=pkg.contract(COLLATERAL))
+        signers = ", ".join(recover_signer(typed, s) for s in signatures)
+    except ValueError:
+        return f"{tx_hash} (its calldata is no transition: sent through another contract)"
+    return f"{tx_hash} {typed['primaryType']} signed by {signers}"
 
 
 def _check_devices(pkg: _Package) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from contextlib import nullcontext
+from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -143,8 +145,24 @@ def _path(files: dict[str, bytes], prefix: str, contains: str = "") -> str:
     return next(p for p in sorted(files) if p.startswith(prefix) and contains in files[p].decode())
 
 
-def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ledger = ledger_factory(db_url)
+@pytest.fixture(params=["embedded", pytest.param("managed", marks=pytest.mark.anvil)])
+def chain_kind(request: pytest.FixtureRequest) -> str:
+    if request.param == "managed":
+        from tests.ledger.chain.test_chain import need_anvil
+
+        need_anvil()
+    return request.param
+
+
+def _node(ledger: Any) -> Any:
+    """A JSON-RPC URL of the ledger's chain: the managed anvil node's, or the embedded chain served over HTTP."""
+    if ledger.chain.rpc_url:
+        return nullcontext(SimpleNamespace(url=ledger.chain.rpc_url))
+    return JsonRpcBridge(ledger.chain.w3)
+
+
+def test_evidence_package_verifies_and_every_tampering_is_named(db_url, chain_kind, ledger_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger = ledger_factory(db_url, chain=chain_kind, data_dir=tmp_path / f"data-{chain_kind}")
     with LiveServer(create_app(ledger=ledger)) as server, httpx.Client(base_url=server.url, timeout=120) as http:
         scene = _drive_lot(ledger, http)
         r = http.get(f"/v1/lots/{LOT}/evidence", headers=scene.auth["bank"])
@@ -173,7 +191,7 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_f
     # verified by the command line against the chain, over JSON-RPC
     path = tmp_path / "evidence.zip"
     path.write_bytes(package)
-    with JsonRpcBridge(ledger.chain.w3) as node:
+    with _node(ledger) as node:
         result = CliRunner().invoke(cli_app, ["verify-evidence", str(path), "--rpc", node.url])
         assert result.exit_code == 0, result.output
         assert "evidence verified" in result.output
@@ -199,6 +217,13 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_f
     assert _failed(_zip(_edit(files, _path(files, "readings/"), _change_weight)), chain) == ["readings"]
     # a document changed: the loan terms in the lot's record no longer hash to what the three parties signed
     assert _failed(_zip(_edit(files, "lot.json", lambda lot: lot["terms"].update(loan_value=9_000_000))), chain) == ["documents"]
+    # an action left out: its transition is still on chain, and who signed it is read from the calldata
+    partial = _path(files, "actions/", '"PartialRelease"')
+    fewer_actions = _zip({p: d for p, d in files.items() if p != partial}, manifest=lambda m: m["claims"].update(actions=6))
+    report = verify_evidence(open_package(io.BytesIO(fewer_actions)), chain)
+    assert report.ok, report.failed
+    signers = f"{scene.keys['bank'].address}, {scene.keys['warehouse'].address}"
+    assert f"PartialRelease signed by {signers}" in next(c.detail for c in report.checks if c.name == "action_transactions")
     # a file changed without the manifest following
     assert "files" in _failed(_zip(_edit(files, "lot.json", lambda lot: lot.update(quantity=99_999)), rehash=False), chain)
     # a dropped event: the partial release and its transaction vanish, the counts are fixed up
@@ -240,9 +265,10 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, ledger_f
     report = verify_evidence(open_package(io.BytesIO(_zip(files, manifest=lambda m: m["chain"].update(chain_id=1)))), chain)
     assert report.failed[0] == "chain" and "evidence on chain 1" in report.checks[2].detail
     assert all(c.detail.startswith("not checked") for c in report.checks[3:])
-    other = ledger_factory(f"sqlite:///{tmp_path / 'other.sqlite3'}", data_dir=tmp_path / "other")
+    other = ledger_factory(f"sqlite:///{tmp_path / 'other.sqlite3'}", data_dir=tmp_path / "other")  # a fresh embedded chain
     report = verify_evidence(open_package(io.BytesIO(package)), EvidenceReader(other.chain.client.reader))
-    assert report.failed[0] == "chain" and "reorganisation" in report.checks[2].detail, report.as_dict()
+    expected = "another chain with the same id" if chain_kind == "embedded" else "the node is chain"
+    assert report.failed[0] == "chain" and expected in report.checks[2].detail, report.as_dict()
     assert len(report.failed) == len(report.checks) - 2  # files and manifest hold; nothing else is read
 
 

@@ -86,3 +86,21 @@ def test_typed_data_must_be_the_contracts_transition() -> None:
     renamed = {**typed, "types": {**typed["types"], "Release": [{"name": "lot", "type": "bytes32"}]}}
     with pytest.raises(ValueError, match="types"):
         check_typed_data(renamed, chain_id=5, contract=contract, lot="0x" + lot.hex())
+
+
+@pytest.mark.parametrize("primary", sorted(LOT_ACTIONS))
+def test_decode_call_inverts_encode_call(primary: str) -> None:
+    """Every transition's calldata decodes back to its typed data and signatures (Close and ClosePledged,
+    which share close(), by their number of signers)."""
+    from attestation.collateral import decode_call, encode_call
+
+    action = LOT_ACTIONS[primary]
+    samples = {"bytes32": b"\x07" * 32, "bytes32[]": [b"\x01" * 32, b"\x02" * 32], "uint24": 3, "uint64": 4, "bytes8": b"kg".ljust(8, b"\0"),
+               "uint256": 5}  # fmt: skip
+    message = {name: samples[t] for name, t in action.fields}
+    typed = typed_data(primary, Domain(9, "0x" + "ab" * 20), message)
+    signatures = ["0x" + bytes([i]) .hex() * 65 for i in range(1, len(action.nonce_fields) + 1)]
+    decoded, sigs = decode_call(encode_call(typed, signatures), chain_id=9, contract="0x" + "ab" * 20)
+    assert (decoded, sigs) == (typed, signatures)
+    with pytest.raises(ValueError, match="no lot transition"):
+        decode_call(b"\x00\x00\x00\x00", chain_id=9, contract="0x" + "ab" * 20)
