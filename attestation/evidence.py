@@ -344,6 +344,10 @@ class _Package:
         return sorted(f["path"] for f in self.manifest.get("files", []) if f["path"].startswith(prefix))
 
     def load(self, path: str) -> Any:
+        """A file's JSON, parsed once; reading bundles (the bulk of a large package) are parsed each time
+        they are read, so that one batch at a time is in memory."""
+        if path.startswith("readings/"):
+            return _json(self.files, path)
         if path not in self._cache:
             self._cache[path] = _json(self.files, path)
         return self._cache[path]
