@@ -622,7 +622,9 @@ def _check_documents(pkg: _Package) -> str:
     found = _document_problems(LOT_FILE, lot)
     state = LotState.from_dict(pkg.manifest["claims"]["state"])
     pledged = [e for e in pkg.decoded_events() if e.name == "LotPledged"]
-    on_chain = {"goods_hash": state.goods, "assay_hash": state.assay if int(state.assay, 16) else None}
+    on_chain: dict[str, str | None] = {}  # nothing of a lot not registered on chain yet
+    if state.status != "none":
+        on_chain.update(goods_hash=state.goods, assay_hash=state.assay if int(state.assay, 16) else None)
     if pledged:
         on_chain.update(terms_hash=pledged[-1].args["terms"], registration_hash=pledged[-1].args["registration"])
     for name, value in on_chain.items():
@@ -638,7 +640,8 @@ def _check_documents(pkg: _Package) -> str:
             checked += f"{name}_hash" in params
     _findings(found, "documents do not hash to what was signed and recorded")
     named = [n.removesuffix("_hash") for n, v in on_chain.items() if v is not None]
-    return f"the lot's {', '.join(named)} hash to what the chain holds; {checked} documents in actions hash to what their parties signed"
+    lot_part = f"the lot's {', '.join(named)} hash to what the chain holds" if named else "the lot is not on chain yet"
+    return f"{lot_part}; {checked} documents in actions hash to what their parties signed"
 
 
 def _for_actions(pkg: _Package, test: Callable[[str, dict[str, Any]], str | None], what: str, summary: str) -> str:

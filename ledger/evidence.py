@@ -34,7 +34,7 @@ from attestation.evidence import (
 )
 from ledger import lots, proofs
 from ledger.audit import chain_form
-from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY
+from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY, ChainError
 from ledger.chain.client import ChainClient
 from ledger.chain.evidence import EvidenceReader
 from ledger.store.models import ANCHORED_STATES, Action, Batch, Device, Lot, Reading, utc
@@ -125,7 +125,8 @@ def build_evidence(
     timeline: Callable[[], dict[str, Any]] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write ``lot``'s evidence package as a zip into ``out``; returns its manifest.
+    """Write ``lot``'s evidence package as a zip into ``out``; returns its manifest. Raises
+    :class:`~ledger.chain.base.ChainError` if the chain cannot be read (or changes under it).
 
     **Parameters**
 
@@ -141,7 +142,8 @@ def build_evidence(
     reader = EvidenceReader(chain.reader)
     head_number = reader.latest_block()
     head = reader.block(head_number)
-    assert head is not None
+    if head is None:
+        raise ChainError(f"block {head_number} vanished while the package was made")
     logs = reader.lot_logs(contracts[COLLATERAL], lot.chain_lot, deployment.block_number, head_number)
 
     writer = _Writer(out, created)
@@ -151,7 +153,10 @@ def build_evidence(
     for log in logs:
         decoded = decode_lot_event(log["topics"], log["data"])
         if log["blockNumber"] not in times:
-            times[log["blockNumber"]] = reader.block(log["blockNumber"])[1]  # type: ignore[index]
+            block = reader.block(log["blockNumber"])
+            if block is None:
+                raise ChainError(f"block {log['blockNumber']} of a lot event is no longer on chain (a reorganisation?)")
+            times[log["blockNumber"]] = block[1]
         events.append({
             "name": decoded.name, "args": decoded.args, "tx_hash": log["transactionHash"], "log_index": log["logIndex"],
             "block_number": log["blockNumber"], "block_hash": log["blockHash"], "block_timestamp": times[log["blockNumber"]],
@@ -162,7 +167,8 @@ def build_evidence(
     tx_hashes = sorted({e["tx_hash"] for e in events})
     for tx_hash in tx_hashes:
         found = reader.transaction(tx_hash)
-        assert found is not None, f"transaction {tx_hash} of a log is not on chain"
+        if found is None:
+            raise ChainError(f"transaction {tx_hash} of a lot event is no longer on chain (a reorganisation?)")
         writer.put(transaction_path(tx_hash), {"transaction": found[0], "receipt": found[1]})
 
     actions = list(session.scalars(select(Action).where(Action.lot_id == lot.id).order_by(Action.created_at, Action.id)))

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from ledger import actions, audit, devices, evidence, ingest, lots, metrics, org_chain, orgs, proofs, submission, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
-from ledger.chain.base import COLLATERAL
+from ledger.chain.base import COLLATERAL, ChainError
 from ledger.chain.collateral import CollateralClient
-from ledger.errors import Conflict, Invalid, LedgerError
+from ledger.errors import Conflict, Invalid, LedgerError, Unavailable
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -305,6 +305,9 @@ class Ledger:
                     timeline=lambda: lots.timeline(session, self.collateral, lot, from_block=from_block),
                 )  # fmt: skip
                 name = evidence.evidence_filename(lot, manifest["chain"]["head"]["number"])
+        except ChainError as exc:
+            out.close()
+            raise Unavailable(f"could not read the chain to make the package: {exc}; try again", code="chain_unavailable") from exc
         except BaseException:
             out.close()
             raise

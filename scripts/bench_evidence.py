@@ -18,6 +18,9 @@ holds (through the same service calls the HTTP routes make), has the lot's two d
 2. verifies it as ``pledgeledger verify-evidence`` does (``attestation.evidence.verify_evidence``
    with the chain read through ``EvidenceReader``), timing it.
 
+Times are wall clock and this process's CPU time (build and verify run in this process, with the
+in-process chain; the CPU time is what to compare on a busy machine).
+
 Nothing is written outside a temporary directory and the private schema (dropped at the end). Exit
 status 1 if the package does not verify.
 """
@@ -96,7 +99,8 @@ def drive_lot(ledger: Ledger, readings: int) -> Any:
         results = ledger.ingest_many(chunk)
         if any(r.status != "accepted" for r in results):
             raise RuntimeError(f"a reading was refused: {next(r for r in results if r.status != 'accepted')}")
-    ledger.anchorer.tick()
+    for _ in range(readings // ledger.settings.batch_max_size + 2):  # a tick seals and anchors one batch
+        ledger.anchorer.tick()
     log(f"{readings} readings ingested and anchored in {time.perf_counter() - started:.1f} s")
     return auditor
 
@@ -116,16 +120,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ledger = Ledger.open(settings, start_anchoring=False)
             try:
                 auditor = drive_lot(ledger, args.readings)
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 name, package_file = ledger.evidence(auditor, LOT)
                 with package_file:
                     package = package_file.read()
-                built = time.perf_counter() - started
-                log(f"{name}: {len(package):,} bytes built in {built:.1f} s")
-                started = time.perf_counter()
+                built, built_cpu = time.perf_counter() - started, time.process_time() - cpu
+                log(f"{name}: {len(package):,} bytes built in {built:.1f} s ({built_cpu:.1f} s CPU)")
+                started, cpu = time.perf_counter(), time.process_time()
                 report = verify_evidence(open_package(io.BytesIO(package)), EvidenceReader(ledger.chain.client.reader))
-                verified = time.perf_counter() - started
-                log(f"verified in {verified:.1f} s: {'ok' if report.ok else 'FAILED ' + ', '.join(report.failed)}")
+                verified, verified_cpu = time.perf_counter() - started, time.process_time() - cpu
+                log(f"verified in {verified:.1f} s ({verified_cpu:.1f} s CPU): {'ok' if report.ok else 'FAILED ' + ', '.join(report.failed)}")
             finally:
                 ledger.close()
         finally:
@@ -142,9 +146,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "package_bytes": len(package),
         "uncompressed_bytes": sum(f.file_size for f in files),
         "bytes_per_reading": round(len(package) / max(1, manifest["claims"]["readings"]), 1),
+        "readings_not_anchored": manifest["claims"]["readings_not_anchored"],
         "build_s": round(built, 2),
+        "build_cpu_s": round(built_cpu, 2),
         "verify_s": round(verified, 2),
-        "verified_readings_per_s": round(manifest["claims"]["readings"] / verified, 1),
+        "verify_cpu_s": round(verified_cpu, 2),
+        "verified_readings_per_cpu_s": round(manifest["claims"]["readings"] / verified_cpu, 1),
         "ok": report.ok,
         "failed": report.failed,
     }

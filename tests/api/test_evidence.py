@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from api.cli import app as cli_app
 from api.main import create_app
-from attestation.evidence import MANIFEST, file_entry, open_package, verify_evidence
+from attestation.evidence import CHECKS, MANIFEST, file_entry, open_package, verify_evidence
 from ledger import actions
 from ledger.chain.collateral import identifier_hash, sign_typed_data
 from ledger.chain.evidence import EvidenceReader
@@ -175,6 +175,13 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, chain_ki
         assert (r.status_code, r.json()["error"]["code"]) == (404, "lot_not_found")
         assert http.get(f"/v1/lots/{LOT}/evidence").status_code == 401
         assert http.get("/v1/lots/NO-SUCH-LOT/evidence", headers=scene.auth["auditor"]).status_code == 404
+        # a lot not on chain yet (its registration still collecting the warehouse's signature) has evidence too
+        spare = SimulatedDevice("wh1-scale-03", "load_cell", lot="EWR-EVIDENCE-2")
+        assert http.post("/v1/devices", json=spare.registration(), headers=scene.auth["warehouse"]).status_code == 201
+        assert http.post("/v1/lots", headers=scene.auth["warehouse"], json={
+            "id": "EWR-EVIDENCE-2", "enterprise": "enterprise", "goods": {"commodity": "copper"}, "quantity": 5,
+            "unit": "t", "devices": [spare.id]}).status_code == 201  # fmt: skip
+        early = http.get("/v1/lots/EWR-EVIDENCE-2/evidence", headers=scene.auth["warehouse"]).content
 
     files = _files(package)
     manifest = json.loads(files[MANIFEST])
@@ -211,6 +218,10 @@ def test_evidence_package_verifies_and_every_tampering_is_named(db_url, chain_ki
     assert CliRunner().invoke(cli_app, ["verify-evidence", str(path), "--rpc", "http://127.0.0.1:1"]).exit_code == 2
 
     chain = EvidenceReader(ledger.chain.client.reader)
+    report = verify_evidence(open_package(io.BytesIO(early)), chain)
+    assert report.ok, report.as_dict()
+    assert "the lot is not on chain yet" in report.checks[CHECKS.index("documents")].detail
+    assert json.loads(_files(early)[MANIFEST])["claims"]["state"]["status"] == "none"
     assert _failed(_zip(files, rehash=False), chain) == []  # repacked as it was: still good
 
     # a changed reading
