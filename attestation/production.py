@@ -45,7 +45,6 @@ tools):
 
 from __future__ import annotations
 
-import calendar
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
