@@ -64,7 +64,7 @@ from attestation.bundle import (
 )
 from attestation.errors import InvalidProductionQuery
 from attestation.devices import DEVICE_ID
-from attestation.readings import SignedReading, parse_reading
+from attestation.readings import SignedReading, parse_reading, parse_timestamp
 
 __all__ = [
     "METRICS",
@@ -72,6 +72,7 @@ __all__ = [
     "PRODUCTION_FORMAT",
     "ProductionQuery",
     "compute",
+    "compute_payloads",
     "metric_kinds",
     "production_queries",
     "verify_production",
@@ -253,15 +254,15 @@ class _Point:
     data: dict[str, Any]
 
 
-def _points(readings: Sequence[SignedReading], device: str) -> list[_Point]:
+def _points(payloads: Sequence[tuple[str, dict[str, Any]]], device: str) -> list[_Point]:
     """The device's readings in sequence order; raises :class:`ValueError` if they are not one
     device's, repeat a sequence number, or go back in time."""
-    points = sorted(
-        (_Point(r.seq, _us(r.ts), r.kind, r.id, r.prev, r.payload["data"]) for r in readings), key=lambda p: p.seq
-    )
-    for r in readings:
-        if r.device != device:
-            raise ValueError(f"reading {r.id} is of device {r.device!r}, the query of {device!r}")
+    points = []
+    for digest, p in payloads:
+        if p["device"] != device:
+            raise ValueError(f"reading {digest} is of device {p['device']!r}, the query of {device!r}")
+        points.append(_Point(p["seq"], _us(parse_timestamp(p["ts"])), p["kind"], digest, p["prev"], p["data"]))
+    points.sort(key=lambda p: p.seq)
     for a, b in pairwise(points):
         if a.seq == b.seq:
             raise ValueError(f"two readings with seq {a.seq}: {a.id} and {b.id}")
@@ -351,8 +352,8 @@ def _flag_breaks(periods: _Periods, points: Sequence[_Point]) -> list[tuple[_Poi
 def _energy(query: ProductionQuery, points: Sequence[_Point]) -> tuple[_Periods, list[dict[str, Any]]]:
     periods = _Periods(query.periods())
     meter = [p for p in points if p.kind == "power_meter"]
-    for a, b in pairwise(meter):
-        before, after = _exact(a.data["energy_kwh"]), _exact(b.data["energy_kwh"])
+    values = [_exact(p.data["energy_kwh"]) for p in meter]
+    for (a, before), (b, after) in pairwise(zip(meter, values)):
         delta = after - before
         if delta < 0:
             delta = after
@@ -392,7 +393,13 @@ def compute(query: ProductionQuery, readings: Sequence[SignedReading]) -> dict[s
     readings, any kind, verified or not: this only computes). Deterministic: the same query and
     readings give the same JSON, whatever their order. Raises :class:`ValueError` for readings
     that cannot be one device's sequence."""
-    points = _points(readings, query.device)
+    return compute_payloads(query, [(r.id, r.payload) for r in readings])
+
+
+def compute_payloads(query: ProductionQuery, payloads: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """:func:`compute` over ``(digest hex, payload)`` pairs of readings already checked against
+    SPEC §1 (the ledger's stored readings), without parsing their envelopes again."""
+    points = _points(payloads, query.device)
     if query.metric == "run_hours":
         periods, rows = _run_hours(query, points)
         return {"unit": "h", **_total(periods, rows, "hours", HOURS_PLACES, _US_PER_HOUR)}
@@ -497,7 +504,7 @@ def verify_production(answer: Any, facts: Sequence[ChainFacts]) -> VerificationR
         parsed["readings"] = found = [parse_reading(e["reading"]) for g, _ in parsed["groups"] for e in g["readings"]]
         if len({r.id for r in found}) != len(found):
             raise ValueError("a reading appears twice in the evidence")
-        points = _points(found, query.device)
+        points = _points([(r.id, r.payload) for r in found], query.device)
         breaks = _breaks(points)
         seqs = f"seq {points[0].seq} to {points[-1].seq}" if points else "no readings"
         return f"{len(points)} readings of {query.device} ({seqs}), {len(breaks)} breaks in the hash chain"

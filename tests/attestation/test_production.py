@@ -315,3 +315,16 @@ def test_evidence_of_another_device_or_a_wrong_root_fails(proven) -> None:  # ty
     assert not verify_production(answer, facts[:-1]).ok  # facts for the wrong number of readings
     malformed = {**answer, "evidence": [{"format": "pledgeledger.proof/1"}]}
     assert verify_any(malformed, []).failed[0] == "format"
+
+
+def test_cose_readings_count_like_json_ones() -> None:
+    from attestation.encoding import b64url_encode
+
+    device = SimulatedDevice("plant-meter-1", "power_meter")
+    envelopes: list[dict[str, Any]] = [device.reading({"energy_kwh": 10.25}, ts=at("2026-03-01T00:00:00"))]
+    envelopes.append({"cose": b64url_encode(device.cose_reading({"energy_kwh": 12.5}, ts=at("2026-03-01T12:00:00")))})
+    envelopes.append(device.reading({"energy_kwh": 20.75}, ts=at("2026-03-02T00:00:00")))
+    result = compute(energy("day", "2026-03-01", "2026-03-01"), parsed(envelopes))
+    assert result["kwh"] == "10.500" and result["complete"]  # the prev links run across both envelopes
+    answer, facts = answer_of(energy("day", "2026-03-01", "2026-03-01"), envelopes, {device.id: device}, [[0, 1], [2]])
+    assert verify_production(answer, facts).ok
