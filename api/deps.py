@@ -56,8 +56,9 @@ def require_role(*roles: str) -> Callable[[Organisation], Organisation]:
     # the dependency as a default: an Annotated[...] naming ``roles`` would not resolve from a string annotation
     def check(org: Organisation = Security(current_org, scopes=list(roles))) -> Organisation:
         if org.role not in roles:
-            needed = " or ".join(_named(r) for r in roles)
-            raise Forbidden(f"this needs {needed}'s key; yours is {_named(org.role)}'s", code="role_forbidden")
+            names = [f"{_named(r)}'s" for r in roles]
+            needed = names[-1] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+            raise Forbidden(f"this needs {needed} key; yours is {_named(org.role)}'s", code="role_forbidden")
         return org
 
     return check
