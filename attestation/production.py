@@ -480,8 +480,9 @@ def verify_production(answer: Any, facts: Sequence[ChainFacts]) -> VerificationR
         if not isinstance(answer.get("result"), dict):
             raise BundleFormatError("the answer has no result", field="result")
         parsed["groups"] = list(zip(evidence, counts))
-        return f"{PRODUCTION_FORMAT}: {query.metric} of device {query.device}, {len(query.periods())} {query.period}s, " \
-               f"{sum(counts)} readings in {len(evidence)} batches"
+        start, end = query.window
+        return (f"{PRODUCTION_FORMAT}: {query.metric} of device {query.device}, {len(query.periods())} {query.period}s "
+                f"from {_iso(_us(start))} to {_iso(_us(end))}, {sum(counts)} readings in {len(evidence)} batches")
 
     if not report.run("format", fmt):
         return report.skip_rest()
