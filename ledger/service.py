@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
+from ledger import audit, devices, ingest, metrics, orgs, production, proofs, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.chain.base import COLLATERAL
@@ -21,6 +21,7 @@ from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
+from attestation.production import ProductionQuery
 from ledger.store.models import Organisation, utc
 
 __all__ = ["Ledger"]
@@ -175,6 +176,13 @@ class Ledger:
     def multiproof(self, index: int, lot: str) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.multiproof_bundle(session, index, lot, interval_s=self.settings.batch_interval_s)
+
+    def production(self, org: Organisation, metric: str, device: str, **params: str | None) -> dict[str, Any]:
+        """A production-metric answer with its evidence (:mod:`ledger.production`); ``params`` as
+        :meth:`attestation.production.ProductionQuery.parse` takes them."""
+        query = ProductionQuery.parse(metric, device, **params)
+        with self.db.session() as session:
+            return production.production_answer(session, org, query)
 
     def batch_tree(self, index: int) -> dict[str, Any]:
         with self.db.session() as session:
