@@ -35,6 +35,7 @@ class World:
     ledger: object
     keys: dict[str, LocalAccount]
     orgs: dict[str, Organisation]
+    api_keys: dict[str, str]
 
     def sign(self, action: dict, *names: str) -> dict:
         view = action
@@ -48,12 +49,17 @@ class World:
         return self.sign(action, *signers)
 
 
-def make_world(ledger, names=("warehouse", "enterprise", "bank", "other_bank", "insurer", "auditor")) -> World:  # type: ignore[no-untyped-def]
-    roles = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "other_bank": "bank", "insurer": "insurer", "auditor": "auditor"}
-    keys, orgs = {}, {}
+ROLES = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "other_bank": "bank", "insurer": "insurer", "auditor": "auditor"}
+
+
+def make_world(ledger, names=tuple(ROLES), roles=ROLES, aliases=None) -> World:  # type: ignore[no-untyped-def]
+    """Organisations whose keys the test holds, each registered on chain by signing its own registration;
+    ``aliases`` also file some under the names the helpers use (``warehouse``, ``enterprise``)."""
+    keys, orgs, api_keys = {}, {}, {}
     for name in names:
         keys[name] = key(name)
         new = ledger.create_organisation(name=name, role=roles[name], signer=keys[name].address)
+        api_keys[name] = new.api_key
         org = ledger.authenticate(new.api_key)
         mine = ledger.organisation(org)
         assert mine["chain_org"] is None and mine["registration"]["status"] == "collecting"
@@ -63,7 +69,9 @@ def make_world(ledger, names=("warehouse", "enterprise", "bank", "other_bank", "
         assert done["status"] == "confirmed", done
         orgs[name] = ledger.authenticate(new.api_key)
         assert orgs[name].chain_org == ledger.collateral.organisation_of(keys[name].address) > 0
-    return World(ledger, keys, orgs)
+    for alias, name in (aliases or {}).items():
+        keys[alias], orgs[alias], api_keys[alias] = keys[name], orgs[name], api_keys[name]
+    return World(ledger, keys, orgs, api_keys)
 
 
 @pytest.fixture
