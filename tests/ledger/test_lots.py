@@ -282,3 +282,47 @@ def test_affiliated_warehouse_cannot_register_the_enterprises_goods(world: World
     ledger.set_affiliation("warehouse", "enterprise", False)
     again = ledger.propose_action(world.orgs["warehouse"], "EWR-L-9", {"type": "register", "params": {}})
     assert world.sign(again, "warehouse")["status"] == "confirmed"
+
+
+@pytest.mark.anvil
+def test_restart_sends_the_recorded_transaction_the_dead_process_left_in_the_pool(tmp_path, ledger_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A real restart on a managed anvil: the process recorded and broadcast the action's transaction, then
+    died before it was mined (the node's pool died with it). The next start finds the recorded transaction
+    unknown to the node, broadcasts the same raw bytes again, and confirms the action: one transaction."""
+    from tests.ledger.chain.test_chain import need_anvil
+
+    need_anvil()
+    db_url, data_dir = f"sqlite:///{tmp_path / 'restart.sqlite3'}", tmp_path / "data"
+    ledger = ledger_factory(db_url, chain="managed", data_dir=data_dir)
+    world = make_world(ledger, names=("warehouse", "enterprise"))
+    new_lot(world, "EWR-L-10", "lots-scale-10")
+    action_id = _complete_without_submitting(world, "EWR-L-10", "verify", {"quantity": 10_000, "assay": ASSAY}, "warehouse", "enterprise")
+    mined_before = _relayer_nonce(world)
+    ledger.chain.w3.provider.make_request("evm_setAutomine", [False])
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Crash
+
+    monkeypatch.setattr(ledger.collateral, "outcome", crash)
+    with pytest.raises(Crash):
+        submission.submit_complete(ledger.db, ledger.collateral, action_id)
+    recorded = ledger.action(world.orgs["warehouse"], action_id)
+    assert recorded["status"] == "submitted" and ledger.chain.client.transaction_status(recorded["tx_hash"]) == "pending"
+    ledger.close()  # the process and its managed node are gone; the transaction was never mined
+
+    restarted = ledger_factory(db_url, chain="managed", data_dir=data_dir, start_anchoring=True)
+    assert restarted.chain.client.transaction_status(recorded["tx_hash"]) == "unknown"
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=30)
+    while restarted.action(world.orgs["warehouse"], action_id)["status"] == "submitted":
+        assert datetime.now(timezone.utc) < deadline, "the restarted service never finished the action"
+        import time
+
+        time.sleep(0.2)
+    done = restarted.action(world.orgs["warehouse"], action_id)
+    assert done["status"] == "confirmed" and done["tx_hash"] == recorded["tx_hash"]
+    client = restarted.chain.client
+    assert client.w3.eth.get_transaction_count(client.address) == mined_before + 1
+    assert restarted.collateral.lot(identifier_hash("EWR-L-10")).status == Status.VERIFIED
