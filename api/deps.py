@@ -17,7 +17,7 @@ from ledger.errors import Forbidden, Unauthorized
 from ledger.service import Ledger
 from ledger.store.models import Organisation
 
-__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "Supervisor", "require_role"]
+__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "Party", "Supervisor", "require_party", "require_role"]
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -64,7 +64,16 @@ def require_role(*roles: str) -> Callable[[Organisation], Organisation]:
     return check
 
 
+def require_party(org: Organisation = Security(current_org, scopes=["operator", "enterprise", "bank"])) -> Organisation:
+    """The parties of lots (warehouse operators, enterprises, banks): they propose transitions. 403 ``role_forbidden``
+    for auditors and insurers, who only read."""
+    if org.role not in ("operator", "enterprise", "bank"):
+        raise Forbidden(f"only a lot's warehouse, enterprise or bank proposes its transitions; an {org.role} reads", code="role_forbidden")
+    return org
+
+
 Operator = Annotated[Organisation, Depends(require_role("operator"))]
+Party = Annotated[Organisation, Depends(require_party)]
 Auditor = Annotated[Organisation, Depends(require_role("auditor"))]
 #: Who reads production metrics: the device's own operator (its devices only), banks, auditors.
 Supervisor = Annotated[Organisation, Depends(require_role("operator", "bank", "auditor"))]

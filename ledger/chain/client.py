@@ -432,6 +432,16 @@ class ChainReader:
             logs = self.w3.eth.get_logs(params)  # type: ignore[arg-type]
         return self.checkpoint_receipt(anchor, Web3.to_hex(logs[0]["transactionHash"])) if logs else None
 
+    @_observed
+    def get_logs(self, address: str, *, topics: Sequence[Any] = (), from_block: int = 0) -> list[Any]:
+        """``eth_getLogs`` of ``address`` from ``from_block`` to the latest block (pass the deployment block:
+        public RPC providers limit ranges)."""
+        params: dict[str, Any] = {"address": to_checksum_address(address), "fromBlock": from_block, "toBlock": "latest"}
+        if topics:
+            params["topics"] = list(topics)
+        with _chain_errors(f"reading the logs of {address}"):
+            return list(self.w3.eth.get_logs(params))  # type: ignore[arg-type]
+
     def checkpoint_receipt(self, anchor: str, tx_hash: str) -> AnchorReceipt | None:
         """What a mined transaction anchored in ``anchor``: ``None`` if it is unknown or not mined yet.
 
@@ -808,10 +818,22 @@ class ChainClient:
         call in errors. For calls whose cost varies with their arguments and that are rare enough to
         afford the extra ``eth_estimateGas`` (the collateral lifecycle).
         """
+        return self._mined_or_raise(what, self.send_transaction(what, to, data).tx_hash)
+
+    def send_transaction(
+        self, what: str, to: str, data: str, *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """The sending half of :meth:`transact`: estimate (a call that would revert raises
+        :class:`ChainRevert` and sends nothing), sign, ``record(signed)`` (write-ahead: persist it there;
+        if it raises, nothing is sent), broadcast. Does not wait; see :meth:`receipt`."""
         with self._lock:
             gas = int(self._estimate(what, to, data) * GAS_MARGIN)
-            tx_hash = self._send_new(what, to, data, gas).tx_hash
-        return self._mined_or_raise(what, tx_hash)
+            return self._send_new(what, to, data, gas, record)
+
+    def receipt(self, what: str, tx_hash: str, *, timeout: float = 0) -> Any | None:
+        """The receipt of a sent transaction, or ``None`` if not mined within ``timeout`` seconds (0: look
+        once). Raises :class:`ChainRevert` with the decoded error if it reverted."""
+        return self._mined(what, tx_hash, timeout)
 
     def _wait(self, tx_hash: str, timeout: float) -> Any | None:
         """The receipt, or ``None`` if not mined within ``timeout`` seconds (0: look once)."""
