@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
+from ledger import audit, devices, ingest, metrics, orgs, proofs, valuation, webhooks
 from ledger.anchoring import Anchorer, Finality
+from attestation.errors import AttestationError
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.chain.base import COLLATERAL
 from ledger.chain.collateral import CollateralClient
+from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -36,6 +39,7 @@ class Ledger:
     anchorer: Anchorer
     limiter: DeviceRateLimiter
     dispatcher: webhooks.Dispatcher
+    valuer: valuation.Valuer
     mqtt: MqttBridge | None = None
 
     @classmethod
@@ -61,9 +65,15 @@ class Ledger:
                 leadership=Leadership(db, "anchoring"),
             )
             dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
-            if start_anchoring:  # the background jobs: anchoring and webhook deliveries
+            valuer = valuation.Valuer(
+                db, CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]), chain.client.account,
+                max_age_s=settings.price_max_age_s, interval_s=settings.valuation_interval_s,
+                leadership=Leadership(db, "valuation"), wake_webhooks=dispatcher.wake,
+            )  # fmt: skip
+            if start_anchoring:  # the background jobs: anchoring, webhook deliveries, valuation
                 anchorer.start()
                 dispatcher.start()
+                valuer.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
@@ -71,7 +81,8 @@ class Ledger:
             raise
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher,
+                   valuer=valuer, mqtt=mqtt)  # fmt: skip
 
     @property
     def collateral(self) -> CollateralClient:
@@ -82,6 +93,7 @@ class Ledger:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.anchorer.stop()
+        self.valuer.stop()
         self.dispatcher.stop()
         self.chain.close()
         self.db.dispose()
@@ -155,6 +167,43 @@ class Ledger:
     def webhook_deliveries(self, org: Organisation, webhook_id: str) -> list[dict[str, Any]]:
         with self.db.session() as session:
             return webhooks.deliveries(session, org, webhook_id)
+
+    # valuation and margin calls (ledger.valuation)
+
+    def submit_price(self, envelope: Any) -> tuple[dict[str, Any], bool]:
+        """Store one signed price point (``True``: new) and wake the valuation pass."""
+        with self.db.session() as session:
+            view, created = valuation.accept_price(
+                session, envelope, now=datetime.now(timezone.utc), max_age_s=self.settings.price_max_age_s,
+                max_future_skew_s=self.settings.max_future_skew_s,
+            )  # fmt: skip
+        if created:
+            self.valuer.wake()
+        return view, created
+
+    def submit_prices(self, envelopes: list[Any]) -> list[dict[str, Any]]:
+        """Each point on its own (one refused point does not stop the others): ``{"id", "status", "code"}`` each."""
+        results = []
+        for envelope in envelopes:
+            try:
+                view, created = self.submit_price(envelope)
+                results.append({"id": view["id"], "status": "accepted" if created else "duplicate", "code": None})
+            except (LedgerError, AttestationError) as exc:
+                results.append({"id": None, "status": "rejected", "code": exc.code, "message": exc.message})
+        return results
+
+    def prices(self, *, commodity: str | None, currency: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return valuation.list_prices(session, commodity=commodity, currency=currency, limit=limit)
+
+    def lot_valuation(self, org: Organisation, lot_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return valuation.lot_valuation(session, org, lot_id, now=datetime.now(timezone.utc),
+                                           max_age_s=self.settings.price_max_age_s)  # fmt: skip
+
+    def margin_calls(self, org: Organisation, *, status: str | None, lot: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return valuation.list_margin_calls(session, org, status=status, lot=lot, limit=limit)
 
     def reading(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:
