@@ -63,7 +63,7 @@ from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status
 from ledger.errors import Conflict, Invalid, NotFound
 from ledger.leadership import Leadership
-from ledger.store.db import Database
+from ledger.store.db import Database, storable_text
 from ledger.store.models import (
     Action,
     Lot,
@@ -245,7 +245,7 @@ def _may_see(org: Organisation, lot: Lot) -> bool:
 
 
 def _visible_lot(session: Session, org: Organisation, lot_id: str) -> Lot:
-    lot = session.get(Lot, lot_id) if isinstance(lot_id, str) and len(lot_id) <= 128 else None
+    lot = session.get(Lot, lot_id) if isinstance(lot_id, str) and len(lot_id) <= 128 and storable_text(lot_id) else None
     if lot is None or not _may_see(org, lot):
         raise NotFound(f"no lot {lot_id} you are a party to", code="lot_not_found")
     return lot
@@ -312,6 +312,8 @@ def list_margin_calls(session: Session, org: Organisation, *, status: str | None
     if status:
         query = query.where(MarginCall.status == status)
     if lot:
+        if not storable_text(lot):
+            return []
         query = query.where(MarginCall.lot_id == lot)
     return [margin_call_view(c) for c in session.scalars(query)]
 

@@ -50,8 +50,8 @@ def post_prices(ledger: LedgerDep, response: Response, body: Annotated[Any, Body
 def get_prices(
     _: CurrentOrg,
     ledger: LedgerDep,
-    commodity: Annotated[str | None, Query(max_length=64, description="e.g. steel_hrc")] = None,
-    currency: Annotated[str | None, Query(max_length=3, description="e.g. CNY")] = None,
+    commodity: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="e.g. steel_hrc")] = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="e.g. CNY")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
     return ledger.prices(commodity=commodity, currency=currency, limit=limit)

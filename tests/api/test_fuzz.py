@@ -157,9 +157,11 @@ def test_what_postgresql_cannot_hold_is_refused_not_a_500(fuzz_env) -> None:  # 
             ("/v1/batches/0/multiproof?lot=LOT%00", op, "lot_not_in_batch"),
             ("/v1/batches/94393926484/tree", auditor, "batch_not_found"),
             ("/v1/batches/94393926484/multiproof?lot=LOT", op, "batch_not_found"),
+            ("/v1/lots/LOT%00/valuation", auditor, "lot_not_found"),
         ]:
             r = http.get(path, headers=headers)
             assert r.status_code == 404 and r.json()["error"]["code"] == code, (path, r.text)
+        assert http.get("/v1/margin-calls?lot=LOT%00", headers=auditor).json() == []
         for path in ("/v1/devices/x%00/keys", "/v1/devices/x%00/revoke"):
             r = http.post(path, json={"alg": "ES256", "public_key": "-", "pop": "-", "at": None}, headers=op)
             assert r.status_code == 404 and r.json()["error"]["code"] == "device_not_found", (path, r.text)
