@@ -470,8 +470,10 @@ class Valuer:
             .order_by(Action.confirmed_at.desc()).limit(1)
         ).first()  # fmt: skip
         typed = json.loads(ours.typed_data)["message"] if ours is not None else {}
+        if typed.get("cureBy") != on_chain.cure_by:  # an earlier call's action: this one was made outside the service
+            ours, typed = None, {}
         call = MarginCall(
-            lot_id=lot.id, status="open", level="bank" if ours is None or ours.proposed_by else "warning",
+            lot_id=lot.id, status="open", level="bank" if ours is None or _signed_by(ours) == "bank" else "warning",
             reason=typed.get("reason", "0x" + "00" * 32), action_id=ours.id if ours is not None else None,
             cure_by=naive_utc(datetime.fromtimestamp(on_chain.cure_by, timezone.utc)),
         )  # fmt: skip
@@ -595,6 +597,12 @@ class Valuer:
             self._thread.join(timeout=30)
         if self.leadership is not None:
             self.leadership.release()
+
+
+def _signed_by(action: Action) -> str:
+    """The role that gave an either/or action's single signature (``bank``, ``supervisor``)."""
+    required = json.loads(action.required)
+    return str(required[0]["role"]) if required else ""
 
 
 def _cash_amount(action: Action) -> str | None:

@@ -60,10 +60,12 @@ class Pledged:
         view, _ = self.ledger.submit_price(price_point(price, **kw))
         return view
 
-    def run(self, session, type_: str, primary: str, *signers: str, params: dict | None = None, **fields: Any):  # type: ignore[no-untyped-def]
+    def run(self, session, type_: str, primary: str, *signers: str, params: dict | None = None, approver: str | None = None,
+            **fields: Any):  # type: ignore[no-untyped-def]
         lot = session.get(Lot, self.lot)
         action = actions.create_action(
             session, self.ledger.collateral, lot=lot, type=type_, primary_type=primary, proposed_by=None, params=params,
+            approver=approver,
             fields={"lot": self.chain_lot, **fields}, deadline=datetime.now(timezone.utc) + timedelta(hours=1),
         )  # fmt: skip
         typed = json.loads(action.typed_data)
@@ -238,3 +240,21 @@ def test_stale_unsigned_wrongly_signed_and_replayed_prices_are_refused(world: Pl
     with ledger.db.session() as session:
         view = valuation.lot_valuation(session, session.get(Organisation, world.orgs["bank"].id), world.lot, now=later, max_age_s=86400)
     assert view["state"] == "price_stale" and view["valuation"] is None
+
+
+def test_a_margin_call_the_bank_raises_is_followed_too(world: Pledged) -> None:
+    ledger, valuer = world.ledger, world.ledger.valuer
+    world.price("3650.00")
+    cure_by = int(datetime.now(timezone.utc).timestamp()) + 7200
+    with ledger.db.session() as session:
+        bank_call = world.run(session, "margin_call", "MarginCall", "bank", approver=world.keys["bank"].address,
+                              reason=b"\x55" * 32, cureBy=cure_by)  # fmt: skip
+    assert valuer.run_once()["opened"] == 1  # adopted from the chain: LTV alone would not have called it
+    call = world.call()
+    assert (call.status, call.level, call.action_id, call.reason) == ("open", "bank", bank_call.id, "0x" + "55" * 32)
+    assert int(call.cure_by.replace(tzinfo=timezone.utc).timestamp()) == cure_by
+    assert world.events("bank")[-1][0] == "margin_call.opened"
+    with ledger.db.session() as session:  # a payment document without an amount: cured, nothing deducted
+        world.run(session, "cure_with_cash", "CureWithCash", "bank", payment=b"\x66" * 32)
+    assert valuer.run_once()["cured"] == 1
+    assert (world.call().status, world.call().cured_by, world.call().paid_in) == ("cured", "cash", None)
