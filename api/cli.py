@@ -221,11 +221,20 @@ def org_device_ca(
 
 @app.command()
 def verify(
-    file: Annotated[Path, typer.Argument(help="Proof bundle (GET /v1/readings/{id}/proof) or multiproof bundle (GET /v1/batches/{index}/multiproof) JSON; - for stdin")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Proof bundle (GET /v1/readings/{id}/proof), multiproof bundle (GET /v1/batches/{index}/multiproof) "
+            "or production answer (GET /v1/production/...) JSON; - for stdin"
+        ),
+    ],
     rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the bundle's chain")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Verify a proof or multiproof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
+
+    A production answer is verified completely: every multiproof bundle of its evidence as above,
+    then its metric recomputed from those readings must equal its result.
 
     Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
     """

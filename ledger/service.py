@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ledger import audit, devices, ingest, metrics, orgs, proofs, valuation, webhooks
-from ledger.anchoring import Anchorer, Finality
 from attestation.errors import AttestationError
+from ledger import audit, devices, ingest, metrics, orgs, production, proofs, valuation, webhooks
+from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.chain.base import COLLATERAL
 from ledger.chain.collateral import CollateralClient
@@ -24,6 +24,7 @@ from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
+from attestation.production import ProductionQuery
 from ledger.store.models import Organisation, utc
 
 __all__ = ["Ledger"]
@@ -79,7 +80,8 @@ class Ledger:
         except BaseException:
             chain.close()
             raise
-        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
+        shown = settings.published_rpc_url(chain.rpc_url) or "URL not shown: it may carry a provider key"
+        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
         return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher,
                    valuer=valuer, mqtt=mqtt)  # fmt: skip
@@ -104,7 +106,7 @@ class Ledger:
         client = self.chain.client
         return {
             "status": "ok",
-            "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
+            "chain": {"id": client.chain_id, "rpc_url": self.settings.published_rpc_url(self.chain.rpc_url), "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
             "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
@@ -223,6 +225,13 @@ class Ledger:
     def multiproof(self, index: int, lot: str) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.multiproof_bundle(session, index, lot, interval_s=self.settings.batch_interval_s)
+
+    def production(self, org: Organisation, metric: str, device: str, **params: str | None) -> dict[str, Any]:
+        """A production-metric answer with its evidence (:mod:`ledger.production`); ``params`` as
+        :meth:`attestation.production.ProductionQuery.parse` takes them."""
+        query = ProductionQuery.parse(metric, device, **params)
+        with self.db.session() as session:
+            return production.production_answer(session, org, query)
 
     def batch_tree(self, index: int) -> dict[str, Any]:
         with self.db.session() as session:
