@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
 app.add_typer(org_app, name="org")
+feed_app = typer.Typer(help="Price feeds whose signed price points the ledger accepts (POST /v1/prices) to value pledged lots.")
+app.add_typer(feed_app, name="feed")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -592,6 +594,67 @@ def mqtt_bridge(
         bridge.stop()
         db.dispose()
     err.print(f"stopped: {bridge.accepted} accepted, {bridge.duplicates} duplicate, {bridge.rejected} rejected")
+
+
+def _with_db(data_dir: Optional[Path], db_url: Optional[str], work):  # type: ignore[no-untyped-def]
+    """Run ``work(session)`` in one transaction on the configured database; errors exit 2 with their fix."""
+    from attestation.errors import AttestationError
+    from ledger.errors import LedgerError
+    from ledger.store.db import Database
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        with db.session() as session:
+            return work(session)
+    except (LedgerError, AttestationError) as exc:
+        err.print(f"error {exc.code}: {exc.message}", markup=False)
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+
+
+@feed_app.command("add")
+def feed_add(
+    name: Annotated[str, typer.Argument(help="The feed's name: the `feed` its price points carry")],
+    public_key_file: Annotated[Path, typer.Option("--public-key-file", help="PEM SubjectPublicKeyInfo the feed signs with")],
+    alg: Annotated[str, typer.Option(help="EdDSA (Ed25519) | ES256 (P-256) | ES256K")] = "EdDSA",
+    commodity: Annotated[Optional[list[str]], typer.Option("--commodity", help="A commodity it may price (repeat); default any")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-key a feed that is configured already")] = False,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Trust a price feed: its points, signed with this key over the RFC 8785 bytes of their payload, are accepted."""
+    from ledger.valuation import add_feed
+
+    try:
+        pem = public_key_file.read_text()
+    except OSError as exc:
+        err.print(f"error: cannot read {public_key_file}: {exc.strerror}", markup=False)
+        raise typer.Exit(2)
+    view = _with_db(data_dir, db_url, lambda s: add_feed(s, name=name, alg=alg, public_key=pem, commodities=commodity, replace=replace))
+    print(json.dumps(view, indent=2))
+
+
+@feed_app.command("list")
+def feed_list(data_dir: DataDir = None, db_url: DbUrl = None) -> None:
+    """The configured price feeds as JSON."""
+    from ledger.valuation import list_feeds
+
+    print(json.dumps(_with_db(data_dir, db_url, list_feeds), indent=2))
+
+
+@feed_app.command("remove")
+def feed_remove(
+    name: Annotated[str, typer.Argument(help="The feed to stop trusting")], data_dir: DataDir = None, db_url: DbUrl = None
+) -> None:
+    """Stop accepting a feed's points (stored points and valuations made with them are kept)."""
+    from ledger.valuation import remove_feed
+
+    _with_db(data_dir, db_url, lambda s: remove_feed(s, name))
+    print(json.dumps({"feed": name, "active": False}))
 
 
 def main() -> None:
