@@ -22,6 +22,7 @@ from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
 from ledger.store.models import Organisation, utc
+from ledger.supervision import Supervision, Supervisor
 
 __all__ = ["Ledger"]
 
@@ -37,6 +38,7 @@ class Ledger:
     limiter: DeviceRateLimiter
     dispatcher: webhooks.Dispatcher
     mqtt: MqttBridge | None = None
+    supervisor: Supervisor | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
@@ -61,9 +63,19 @@ class Ledger:
                 leadership=Leadership(db, "anchoring"),
             )
             dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
-            if start_anchoring:  # the background jobs: anchoring and webhook deliveries
+            supervisor = Supervisor(
+                db,
+                lambda: CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]),
+                lambda: chain.client.account,
+                poll_s=settings.supervision_poll_s,
+                sweep_s=settings.supervision_sweep_s,
+                leadership=Leadership(db, "supervision"),
+                notify=dispatcher.wake,
+            )
+            if start_anchoring:  # the background jobs: anchoring, supervision and webhook deliveries
                 anchorer.start()
                 dispatcher.start()
+                supervisor.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
@@ -71,16 +83,24 @@ class Ledger:
             raise
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt,
+                   supervisor=supervisor)
 
     @property
     def collateral(self) -> CollateralClient:
         """CollateralRegistry of this deployment, sent through the relayer (also the supervision key)."""
         return CollateralClient(self.chain.client, self.chain.client.deployment.contracts[COLLATERAL])
 
+    @property
+    def supervision(self) -> Supervision:
+        """Alerts, the insurer's events and rule thresholds (:mod:`ledger.supervision`)."""
+        return Supervision(self.db, notify=self.dispatcher.wake)
+
     def close(self) -> None:
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
         self.anchorer.stop()
         self.dispatcher.stop()
         self.chain.close()

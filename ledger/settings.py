@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
+    supervision_poll_s: float = Field(
+        0.5, gt=0, le=60, description="How often the supervision loop looks for new readings (keep it below batch_interval_s)"
+    )
+    supervision_sweep_s: float = Field(
+        5.0, gt=0, le=3600, description="How often silent devices, look-ahead checks and unfrozen lots are looked at"
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text (default) or one JSON object each")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least severe level logged")
 
