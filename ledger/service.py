@@ -67,7 +67,7 @@ class Ledger:
                 db,
                 lambda: CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]),
                 lambda: chain.client.account,
-                poll_s=settings.supervision_poll_s,
+                poll_s=settings.supervision_poll,
                 sweep_s=settings.supervision_sweep_s,
                 leadership=Leadership(db, "supervision"),
                 notify=dispatcher.wake,

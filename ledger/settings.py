@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
-    supervision_poll_s: float = Field(
-        0.5, gt=0, le=60, description="How often the supervision loop looks for new readings (keep it below batch_interval_s)"
+    supervision_poll_s: float | None = Field(
+        None, gt=0, le=60, description="How often the supervision loop looks for new readings; default a quarter of "
+        "batch_interval_s, at most 0.5 s, so an alert's freeze is sent within one anchoring interval"
     )
     supervision_sweep_s: float = Field(
         5.0, gt=0, le=3600, description="How often silent devices, look-ahead checks and unfrozen lots are looked at"
@@ -72,6 +73,10 @@ class Settings(BaseSettings):
         if v in ("managed", "embedded") or v.startswith(("http://", "https://")):
             return v
         raise ValueError("PLEDGELEDGER_CHAIN must be managed, embedded or an http(s):// JSON-RPC URL")
+
+    @property
+    def supervision_poll(self) -> float:
+        return self.supervision_poll_s or min(0.5, self.batch_interval_s / 4)
 
     @property
     def database_url(self) -> str:

@@ -152,7 +152,7 @@ def insurer_events(session: Session, org: Organisation, *, lot: str | None = Non
                    status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Fire, water and temperature alerts of the lots ``org`` insures, with their readings and proof links."""
     if org.role != "insurer":
-        raise Forbidden(f"this needs an insurer's key; yours is a {org.role}'s", code="role_forbidden")
+        raise Forbidden(f"this needs an insurer's key; yours is {org.role}'s", code="role_forbidden")
     events = list_alerts(session, org, lot=lot, since=since, status=status, limit=limit, rules=list(INSURER_RULES))
     return [{"event": INSURER_RULES[e["rule"]], **e} for e in events]
 
@@ -162,7 +162,7 @@ def insurer_events(session: Session, org: Organisation, *, lot: str | None = Non
 
 def _warehouse(org: Organisation) -> str:
     if org.role != "operator":
-        raise Forbidden(f"rule thresholds are a warehouse operator's; yours is a {org.role}'s key", code="role_forbidden")
+        raise Forbidden(f"rule thresholds are set by a warehouse operator; yours is {org.role}'s key", code="role_forbidden")
     return org.id
 
 

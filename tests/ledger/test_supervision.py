@@ -314,3 +314,41 @@ def test_the_cursor_misses_nothing_and_reads_nothing_twice(world: World) -> None
     assert len(alerts(world, "LOT-K")) == 1
     with world.ledger.db.session() as session:
         assert session.get(SupervisionCursor, "readings").position > position
+
+
+def test_a_reading_committed_after_a_later_one_is_not_missed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ingest transactions in flight: the one with the lower pk commits last. The cursor has moved
+    past it by then; the hole it left is looked at again, so its drop still freezes the lot."""
+    if world.ledger.db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: readings commit in pk order")
+    import threading
+
+    from ledger import ingest as ingest_module
+
+    scale_a, scale_b = pledged_with_scale(world, "LOT-LA"), pledged_with_scale(world, "LOT-LB")
+    sup = supervisor(world)
+    sup.tick()
+    original, stored, release = ingest_module._decide_and_store, threading.Event(), threading.Event()
+
+    def slow(session, candidates, **kw):  # type: ignore[no-untyped-def]
+        decided = original(session, candidates, **kw)
+        if threading.current_thread().name == "slow-ingest":
+            stored.set()  # the row and its pk exist, uncommitted
+            release.wait(30)
+        return decided
+
+    monkeypatch.setattr(ingest_module, "_decide_and_store", slow)
+    late = threading.Thread(target=world.send, args=(scale_a, {"weight_kg": 9_000.0}), name="slow-ingest")
+    late.start()
+    assert stored.wait(30)
+    world.send(scale_b, {"weight_kg": 10_000.0})  # a higher pk, committed first
+    assert sup.tick().raised == []
+    with world.ledger.db.session() as session:
+        assert json.loads(session.get(SupervisionCursor, "readings").holes)  # the late reading's pk is a hole
+    release.set()
+    late.join(30)
+    [raised] = sup.tick().raised
+    [alert] = alerts(world, "LOT-LA")
+    assert alert.id == raised and alert.rule == "weight_drop" and chain_status(world, "LOT-LA") == Status.FROZEN
+    with world.ledger.db.session() as session:
+        assert json.loads(session.get(SupervisionCursor, "readings").holes) == []
