@@ -45,6 +45,7 @@ from attestation.evidence import evidence_reason
 from ledger import actions, webhooks
 from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status
+from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.metrics import ALERTS
 from ledger.store.db import Database
@@ -223,6 +224,11 @@ class Supervisor:
                 self.last_error = f"freezing lot {lot_id}: {exc}"
                 log.error("could not freeze lot %s for alert %s (retrying): %s", lot_id, alert_id, exc)
                 break
+            except LedgerError as exc:  # the chain would not take it at all (e.g. no supervision role): not retried
+                with self.db.session() as session:
+                    session.get(Alert, alert_id).freeze_status = "failed"  # type: ignore[union-attr]
+                self.last_error = f"freezing lot {lot_id}: {exc.message}"
+                log.error("cannot freeze lot %s for alert %s: %s", lot_id, alert_id, exc.message)
         if frozen:
             self.notify()
         return frozen
