@@ -43,6 +43,7 @@ from typing import Any
 from benchlib import DEFAULT_PG_URL, BenchError, log, machine_info, machine_lines, pg_execute, run_bench, schema_url
 
 import httpx  # noqa: E402 - after benchlib, which puts the repository on sys.path
+import logging  # noqa: E402
 
 from api.main import create_app  # noqa: E402
 from ledger.chain.collateral import Status, identifier_hash  # noqa: E402
@@ -187,6 +188,7 @@ def _run(args: argparse.Namespace, db_url: str, data_dir: Path) -> list[dict[str
                         relayer_key=args.relayer_key, confirmations=args.confirmations)  # fmt: skip
     log(f"opening the ledger: chain {args.chain}, {db_url.split('?')[0]}, interval {args.interval} s, "
         f"supervision poll {settings.supervision_poll} s")  # fmt: skip
+    logging.getLogger("ledger").setLevel(logging.ERROR)  # each alert and freeze is logged at WARNING: not the figures
     ledger = Ledger.open(settings, start_anchoring=True)
     receiver = Receiver()
     try:

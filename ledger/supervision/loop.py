@@ -15,10 +15,10 @@ Each pass (``poll_s``, well inside one anchoring interval):
    ``alert.raised`` is queued for the lot's bank and warehouse (and insurer, for fire, water and
    temperature) in the same transaction.
 2. **freeze**: every critical alert whose freeze is pending freezes its lot on chain through the
-   supervision key (:func:`ledger.actions.system_action`, ``Freeze`` with ``reason`` =
-   :func:`attestation.evidence.evidence_reason` of the alert's readings), then ``lot.frozen`` is
-   queued. A crash before the freeze is recorded retries it; a lot found frozen already is
-   recorded as such.
+   supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.evidence.evidence_reason`
+   of the alert's readings, signed and committed first, then sent with no database transaction
+   open), then ``lot.frozen`` is queued. A crash before the outcome is recorded sends the same
+   signed action again; a lot found frozen already is recorded as such.
 3. every ``sweep_s``, **sweep**: devices silent beyond their heartbeat interval, look-ahead checks
    whose window has passed, and lots frozen by an alert that the chain now shows unfrozen (bank
    and warehouse signed an ``Unfreeze``): their alerts are cleared (``alert.cleared``,
@@ -43,13 +43,13 @@ from sqlalchemy.orm import Session
 
 from attestation.evidence import evidence_reason
 from ledger import actions, webhooks
-from ledger.chain.base import ChainError
-from ledger.chain.collateral import CollateralClient, Status
+from ledger.chain.base import ChainError, ChainRevert
+from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
 from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.metrics import ALERTS
 from ledger.store.db import Database
-from ledger.store.models import Action, Alert, DeviceGap, Lot, Reading, SupervisionCheck, SupervisionCursor, naive_utc
+from ledger.store.models import Action, Alert, DeviceGap, Lot, Reading, SupervisionCheck, SupervisionCursor, naive_utc, utc
 from ledger.supervision.config import configs_for
 from ledger.supervision.rules import RULES, Context, Finding, evaluate, evaluate_check, row_select, silent_devices, to_row
 
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 CURSOR = "readings"
 #: Readings evaluated per transaction.
 PAGE = 2000
+#: A signed freeze not sent this long before its deadline is signed again rather than sent.
+FRESH = timedelta(minutes=5)
 
 
 def _utcnow() -> datetime:
@@ -234,6 +236,11 @@ class Supervisor:
         return frozen
 
     def _freeze(self, alert_id: str) -> bool:
+        """Freeze the alert's lot: the ``Freeze`` action is proposed and signed by the supervision key and
+        committed, then sent while no database transaction is open (the anchorer holds the relayer's
+        nonce lock while it records a checkpoint: on SQLite, holding the write lock across a send would
+        make each wait for the other), then its outcome is recorded. A crash in between leaves the signed
+        action on the alert, and the next pass sends that same action."""
         with self.db.session() as session:
             alert = session.get(Alert, alert_id, with_for_update=True)
             if alert is None or alert.freeze_status != "pending":
@@ -246,17 +253,38 @@ class Supervisor:
             if lot.status not in ("pledged", "margin_call"):
                 alert.freeze_status = "not_freezable"
                 return False
-            action = actions.system_action(
-                session, self.collateral, self._account_factory(), lot=lot, type="freeze", primary_type="Freeze",
-                fields={"lot": bytes.fromhex(lot.chain_lot[2:]), "reason": bytes.fromhex(alert.reason[2:])},
-                params={"alert": alert.id, "rule": alert.rule, "reason": alert.reason, "readings": json.loads(alert.readings)},
-            )  # fmt: skip
-            alert.freeze_action_id = action.id
-            if action.status != "confirmed":
-                actions.refresh_lot(session, self.collateral, lot)
+            action = session.get(Action, alert.freeze_action_id) if alert.freeze_action_id else None
+            if action is None or action.status != "collecting" or utc(action.deadline) < self.clock() + FRESH:
+                account = self._account_factory()
+                action = actions.create_action(
+                    session, self.collateral, lot=lot, type="freeze", primary_type="Freeze",
+                    fields={"lot": bytes.fromhex(lot.chain_lot[2:]), "reason": bytes.fromhex(alert.reason[2:])},
+                    deadline=self.clock() + actions.SYSTEM_DEADLINE, proposed_by=None, approver=account.address,
+                    params={"alert": alert.id, "rule": alert.rule, "reason": alert.reason, "readings": json.loads(alert.readings)},
+                )  # fmt: skip
+                actions.add_signature(session, action, sign_typed_data(account.key, json.loads(action.typed_data)))
+                alert.freeze_action_id = action.id
+            typed, signatures = json.loads(action.typed_data), [bytes.fromhex(x.signature[2:]) for x in action.signatures]
+            action_id = action.id
+        refused: ChainRevert | None = None
+        try:
+            mined = self.collateral.submit(typed, signatures)
+        except ChainRevert as exc:
+            mined, refused = None, exc
+        with self.db.session() as session:
+            alert, action = session.get(Alert, alert_id), session.get(Action, action_id)
+            lot = session.get(Lot, alert.lot_id)  # type: ignore[union-attr]
+            assert alert is not None and action is not None and lot is not None
+            action.submitted_at = naive_utc(self.clock())
+            actions.refresh_lot(session, self.collateral, lot)
+            if mined is None:
+                action.status, action.tx_hash = "failed", refused.tx_hash  # type: ignore[union-attr]
+                action.error_code, action.error_message = refused.error or "reverted", str(refused)  # type: ignore[union-attr]
                 alert.freeze_status = "already_frozen" if lot.status == "frozen" else "failed"
-                log.warning("freeze of lot %s for alert %s %s: %s", lot.id, alert.id, alert.freeze_status, action.error_message)
+                log.warning("freeze of lot %s for alert %s %s: %s", lot.id, alert.id, alert.freeze_status, refused)
                 return False
+            action.status, action.tx_hash, action.block_number = "confirmed", mined.tx_hash, mined.block_number
+            action.gas_used, action.confirmed_at = mined.gas_used, action.submitted_at
             alert.freeze_status = "confirmed"
             webhooks.enqueue(session, "lot.frozen", {
                 "lot": lot.id, "alert": alert.id, "rule": alert.rule, "reason": alert.reason, "readings": json.loads(alert.readings),

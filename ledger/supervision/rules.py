@@ -157,6 +157,7 @@ class Context:
         self._lots: dict[str, Lot | None] = {}
         self._config: dict[str, RulesConfig] = {}
         self._device_lot: dict[str, str | None] = {}
+        self._anchors: dict[str, Anchor | None] = {}
         self.baselines = baselines if baselines is not None else {}  # (lot, device, kind, anchor at) -> Row
         self.checks: list[SupervisionCheck] = []
 
@@ -186,6 +187,11 @@ class Context:
 
     def anchor(self, lot: Lot) -> Anchor | None:
         """The lot's baseline moment: its last confirmed pledge, or a later confirmed unfreeze."""
+        if lot.id not in self._anchors:
+            self._anchors[lot.id] = self._anchor(lot)
+        return self._anchors[lot.id]
+
+    def _anchor(self, lot: Lot) -> Anchor | None:
         rows = self.session.execute(
             select(Action.id, Action.primary_type, Action.typed_data, Action.confirmed_at)
             .where(Action.lot_id == lot.id, Action.status == "confirmed",
@@ -449,7 +455,8 @@ def evaluate(ctx: Context, row: Row, gap: DeviceGap | None = None) -> list[Findi
 
 def silent_devices(ctx: Context) -> list[Finding]:
     """``device_silent`` for every device of a supervised lot not heard from for longer than its
-    lot's heartbeat interval (counted from its last reading received, or its registration)."""
+    lot's heartbeat interval (counted from its last reading received, its registration, or the lot's
+    last unfreeze, whichever is latest)."""
     rows = ctx.session.execute(
         select(Lot.id, Device.id.label("device"), Device.created_at, Device.last_seq)
         .select_from(Lot)
@@ -470,6 +477,9 @@ def silent_devices(ctx: Context) -> list[Finding]:
         if last_seq is not None:
             last = ctx.session.execute(select(Reading.id, Reading.received_at).where(Reading.device_id == device_id, Reading.seq == last_seq)).first()
         heard = max(created_at, last.received_at) if last is not None else created_at
+        anchor = ctx.anchor(lot)
+        if anchor is not None and anchor.kind == "unfreeze":  # bank and warehouse accepted the lot as it was then
+            heard = max(heard, anchor.at)
         silent = (ctx.now - heard).total_seconds()
         if silent > cfg.heartbeat_interval_s:
             findings.append(Finding("device_silent", lot_id, device_id, [last.id] if last is not None else [], {

@@ -57,9 +57,16 @@ def pledged_with_scale(world: World, lot_id: str, weight: float = 10_000.0, ts: 
 # -- fraud case 5: weight drop, geofence exit, RFID loss without a release instruction → Frozen ----
 
 
+def alerts_counted(rule: str, severity: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("pledgeledger_alerts_total", {"rule": rule, "severity": severity}) or 0.0
+
+
 def test_weight_drop_freezes_the_lot_with_its_evidence_committed(world: World) -> None:
     scale = pledged_with_scale(world, "LOT-W1")
     sup = supervisor(world)
+    counted = alerts_counted("weight_drop", "critical")
     world.send(scale, {"weight_kg": 9_950.0})  # within the 2% tolerance
     assert sup.tick().raised == [] and chain_status(world, "LOT-W1") == Status.PLEDGED
     drop = world.send(scale, {"weight_kg": 9_000.0})  # 10% gone, nothing approved
@@ -67,6 +74,7 @@ def test_weight_drop_freezes_the_lot_with_its_evidence_committed(world: World) -
     assert len(result.raised) == 1 and result.frozen == ["LOT-W1"]
     [alert] = alerts(world, "LOT-W1")
     assert (alert.rule, alert.severity, alert.status, alert.freeze_status) == ("weight_drop", "critical", "open", "confirmed")
+    assert alerts_counted("weight_drop", "critical") == counted + 1
     evidence = json.loads(alert.readings)
     assert drop in evidence and len(evidence) == 2  # the baseline at pledge and the reading that fell short
     detail = json.loads(alert.detail)
@@ -261,6 +269,7 @@ def test_only_an_unfreeze_by_bank_and_warehouse_clears_a_freezing_alert(world: W
     from ledger.errors import Conflict
 
     scale = pledged_with_scale(world, "LOT-U")
+    hook = world.ledger.create_webhook(world.orgs["bank"], url="http://127.0.0.1:9/x", events=["alert.cleared", "lot.unfrozen"])
     sup = supervisor(world)
     world.send(scale, {"weight_kg": 9_000.0})
     sup.tick()
@@ -273,6 +282,9 @@ def test_only_an_unfreeze_by_bank_and_warehouse_clears_a_freezing_alert(world: W
     assert sup.follow_unfreezes() == [alert.id]
     [alert] = alerts(world, "LOT-U")
     assert (alert.status, alert.cleared_by) == ("cleared", "unfreeze")
+    with world.ledger.db.session() as session:
+        told = {d.event: json.loads(d.body)["data"] for d in session.query(WebhookDelivery).filter_by(webhook_id=hook["id"])}
+    assert told["alert.cleared"]["alert"]["id"] == alert.id and told["lot.unfrozen"]["alerts"] == [alert.id]
     with world.ledger.db.session() as session:
         assert session.get(Lot, "LOT-U").status == "pledged"
     # the unfreeze is a new baseline both parties accepted: the same weight raises nothing again
@@ -308,10 +320,19 @@ def test_the_cursor_misses_nothing_and_reads_nothing_twice(world: World) -> None
     crashed = supervisor(world)
     crashed.freeze_pending = lambda: []  # type: ignore[method-assign]  # dies after committing the alert
     assert len(crashed.tick().raised) == 1
-    again = supervisor(world)  # restart: the reading is not evaluated again, the freeze is still done
+    sending = supervisor(world)  # dies again, this time as it sends the signed freeze
+    sending._collateral = world.ledger.collateral
+    sending._collateral.submit = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        sending.freeze_pending()
+    [alert] = alerts(world, "LOT-K")
+    signed = alert.freeze_action_id
+    assert signed is not None and alert.freeze_status == "pending" and chain_status(world, "LOT-K") == Status.PLEDGED
+    again = supervisor(world)  # restart: the reading is not evaluated again, the same signed freeze is sent
     result = again.tick()
     assert result.raised == [] and result.frozen == ["LOT-K"] and result.readings == 0
-    assert len(alerts(world, "LOT-K")) == 1
+    [alert] = alerts(world, "LOT-K")
+    assert alert.freeze_action_id == signed and alert.freeze_status == "confirmed"
     with world.ledger.db.session() as session:
         assert session.get(SupervisionCursor, "readings").position > position
 
