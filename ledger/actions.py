@@ -27,7 +27,7 @@ from ledger.chain.collateral import CollateralClient, Status, recover_signer, si
 from ledger.errors import Conflict, Invalid
 from ledger.store.models import Action, ActionSignature, Lot, Organisation, naive_utc, utc
 
-__all__ = ["add_signature", "create_action", "refresh_lot", "submit", "system_action"]
+__all__ = ["add_signature", "create_action", "is_complete", "refresh_lot", "submit", "system_action"]
 
 log = logging.getLogger(__name__)
 

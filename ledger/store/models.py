@@ -328,6 +328,7 @@ class Action(Base):
     proposed_by: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"))
     deadline: Mapped[datetime] = mapped_column(DateTime)
     tx_hash: Mapped[str | None] = mapped_column(String(66))
+    raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed transaction, recorded before it is sent
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     error_code: Mapped[str | None] = mapped_column(String(64))

@@ -16,9 +16,10 @@ Each pass (``poll_s``, well inside one anchoring interval):
    temperature) in the same transaction.
 2. **freeze**: every critical alert whose freeze is pending freezes its lot on chain through the
    supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.evidence.evidence_reason`
-   of the alert's readings, signed and committed first, then sent with no database transaction
-   open), then ``lot.frozen`` is queued. A crash before the outcome is recorded sends the same
-   signed action again; a lot found frozen already is recorded as such.
+   of the alert's readings, signed and committed first, then sent crash-safely by
+   :mod:`ledger.submission` with no database transaction open), then ``lot.frozen`` is queued. A
+   crash anywhere leaves the signed action on the alert, which is finished, never signed twice; a
+   lot found frozen already is recorded as such.
 3. every ``sweep_s``, **sweep**: devices silent beyond their heartbeat interval, look-ahead checks
    whose window has passed, and lots frozen by an alert that the chain now shows unfrozen (bank
    and warehouse signed an ``Unfreeze``): their alerts are cleared (``alert.cleared``,
@@ -42,8 +43,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from attestation.evidence import evidence_reason
-from ledger import actions, webhooks
-from ledger.chain.base import ChainError, ChainRevert
+from ledger import actions, submission, webhooks
+from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
 from ledger.errors import LedgerError
 from ledger.leadership import Leadership
@@ -110,6 +111,7 @@ class Supervisor:
         leadership: Leadership | None = None,
         notify: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        freeze_wait_s: float = 15.0,
     ) -> None:
         """``collateral`` and ``supervisor`` give the CollateralRegistry client and the supervision key
         when first needed; ``notify`` is called after webhooks were queued (the dispatcher's ``wake``)."""
@@ -123,6 +125,7 @@ class Supervisor:
         self.leadership = leadership
         self.notify = notify or (lambda: None)
         self.clock = clock
+        self.freeze_wait_s = freeze_wait_s  # how long one pass waits for a freeze to be mined
         self.last_error: str | None = None
         self._baselines: dict[Any, Any] = {}
         self._last_sweep = 0.0
@@ -236,25 +239,25 @@ class Supervisor:
         return frozen
 
     def _freeze(self, alert_id: str) -> bool:
-        """Freeze the alert's lot: the ``Freeze`` action is proposed and signed by the supervision key and
-        committed, then sent while no database transaction is open (the anchorer holds the relayer's
-        nonce lock while it records a checkpoint: on SQLite, holding the write lock across a send would
-        make each wait for the other), then its outcome is recorded. A crash in between leaves the signed
-        action on the alert, and the next pass sends that same action."""
+        """Freeze the alert's lot; ``True`` once the freeze is mined. The ``Freeze`` action is proposed,
+        signed by the supervision key and committed, then sent by :func:`ledger.submission.submit_complete`
+        (claimed, written ahead, no database transaction open while the chain is asked). A crash anywhere
+        leaves the signed action on the alert: the next pass (or the submitter) finishes that same action."""
         with self.db.session() as session:
             alert = session.get(Alert, alert_id, with_for_update=True)
             if alert is None or alert.freeze_status != "pending":
                 return False
-            lot = session.get(Lot, alert.lot_id)
-            assert lot is not None
-            if lot.status == "frozen":
-                alert.freeze_status = "already_frozen"
-                return False
-            if lot.status not in ("pledged", "margin_call"):
-                alert.freeze_status = "not_freezable"
-                return False
             action = session.get(Action, alert.freeze_action_id) if alert.freeze_action_id else None
-            if action is None or action.status != "collecting" or utc(action.deadline) < self.clock() + FRESH:
+            stale = action is not None and action.status == "collecting" and utc(action.deadline) < self.clock() + FRESH
+            if action is None or action.status == "expired" or stale:
+                lot = session.get(Lot, alert.lot_id)
+                assert lot is not None
+                if lot.status == "frozen":
+                    alert.freeze_status = "already_frozen"
+                    return False
+                if lot.status not in ("pledged", "margin_call"):
+                    alert.freeze_status = "not_freezable"
+                    return False
                 account = self._account_factory()
                 action = actions.create_action(
                     session, self.collateral, lot=lot, type="freeze", primary_type="Freeze",
@@ -264,27 +267,25 @@ class Supervisor:
                 )  # fmt: skip
                 actions.add_signature(session, action, sign_typed_data(account.key, json.loads(action.typed_data)))
                 alert.freeze_action_id = action.id
-            typed, signatures = json.loads(action.typed_data), [bytes.fromhex(x.signature[2:]) for x in action.signatures]
-            action_id = action.id
-        refused: ChainRevert | None = None
-        try:
-            mined = self.collateral.submit(typed, signatures)
-        except ChainRevert as exc:
-            mined, refused = None, exc
+            action_id, status = action.id, action.status
+        if status == "collecting":
+            submission.submit_complete(self.db, self.collateral, action_id, wait_s=self.freeze_wait_s)
+        return self._frozen(alert_id)
+
+    def _frozen(self, alert_id: str) -> bool:
+        """Record the outcome of the alert's freeze once its action has one."""
         with self.db.session() as session:
-            alert, action = session.get(Alert, alert_id), session.get(Action, action_id)
-            lot = session.get(Lot, alert.lot_id)  # type: ignore[union-attr]
-            assert alert is not None and action is not None and lot is not None
-            action.submitted_at = naive_utc(self.clock())
-            actions.refresh_lot(session, self.collateral, lot)
-            if mined is None:
-                action.status, action.tx_hash = "failed", refused.tx_hash  # type: ignore[union-attr]
-                action.error_code, action.error_message = refused.error or "reverted", str(refused)  # type: ignore[union-attr]
+            alert = session.get(Alert, alert_id)
+            action = session.get(Action, alert.freeze_action_id or "") if alert is not None else None
+            if alert is None or action is None or action.status not in ("confirmed", "failed"):
+                return False  # still on its way: the next pass looks again
+            lot = session.get(Lot, alert.lot_id)
+            assert lot is not None
+            if action.status == "failed":
+                actions.refresh_lot(session, self.collateral, lot)
                 alert.freeze_status = "already_frozen" if lot.status == "frozen" else "failed"
-                log.warning("freeze of lot %s for alert %s %s: %s", lot.id, alert.id, alert.freeze_status, refused)
+                log.warning("freeze of lot %s for alert %s %s: %s", lot.id, alert.id, alert.freeze_status, action.error_message)
                 return False
-            action.status, action.tx_hash, action.block_number = "confirmed", mined.tx_hash, mined.block_number
-            action.gas_used, action.confirmed_at = mined.gas_used, action.submitted_at
             alert.freeze_status = "confirmed"
             webhooks.enqueue(session, "lot.frozen", {
                 "lot": lot.id, "alert": alert.id, "rule": alert.rule, "reason": alert.reason, "readings": json.loads(alert.readings),

@@ -1,8 +1,8 @@
 """What the API shows of supervision: alerts scoped by party, the insurer's events, rule thresholds.
 
-A party sees the alerts of the lots it is a party of: a warehouse operator its warehouse's lots,
-a bank the lots pledged to it, an enterprise its own, an insurer those it insures; auditors see
-all. A lot it may not see answers 404, as if it did not exist.
+A party sees the alerts of the lots it may see (:func:`ledger.lots.lot_scope`): a warehouse
+operator its warehouse's lots, a bank the lots pledged to it, an enterprise its own, an insurer
+those it insures; auditors see all. A lot it may not see answers 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger import webhooks
+from ledger.lots import lot_scope, visible_lot
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound
 from ledger.store.models import Action, Alert, Lot, Organisation, Reading, naive_utc, utc
 from ledger.supervision import config
@@ -22,10 +23,8 @@ from ledger.supervision.loop import alert_event, recipients
 from ledger.supervision.rules import RULES, Row, to_row, row_select
 
 __all__ = ["INSURER_RULES", "acknowledge", "get_alert", "insurer_events", "list_alerts", "lot_rules", "set_lot_rules",
-           "set_warehouse_rules", "visible_lot", "warehouse_rules"]  # fmt: skip
+           "set_warehouse_rules", "warehouse_rules"]  # fmt: skip
 
-#: The lot column naming each role's organisation (auditors: every lot).
-PARTY = {"operator": Lot.warehouse_id, "bank": Lot.bank_id, "enterprise": Lot.enterprise_id, "insurer": Lot.insurer_id}
 #: The rules an insurer is told of, and the event each is.
 INSURER_RULES = {"smoke_alarm": "fire", "water_alarm": "water", "temperature": "temperature"}
 MAX_LIMIT = 500
@@ -36,20 +35,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _scoped(query: Any, org: Organisation) -> Any:
-    if org.role == "auditor":
-        return query
-    column = PARTY.get(org.role)
-    if column is None:
-        return query.where(Lot.id.is_(None))
-    return query.where(column == org.id)
-
-
-def visible_lot(session: Session, org: Organisation, lot_id: str) -> Lot:
-    """The lot, if ``org`` is one of its parties or an auditor; else 404 ``lot_not_found``."""
-    lot = session.scalar(_scoped(select(Lot).where(Lot.id == lot_id), org))
-    if lot is None:
-        raise NotFound(f"no lot {lot_id} that you are a party of", code="lot_not_found")
-    return lot
+    return query.where(lot_scope(org))
 
 
 def _readings(session: Session, ids: set[str]) -> dict[str, dict[str, Any]]:

@@ -320,11 +320,13 @@ def test_the_cursor_misses_nothing_and_reads_nothing_twice(world: World) -> None
     crashed = supervisor(world)
     crashed.freeze_pending = lambda: []  # type: ignore[method-assign]  # dies after committing the alert
     assert len(crashed.tick().raised) == 1
-    sending = supervisor(world)  # dies again, this time as it sends the signed freeze
-    sending._collateral = world.ledger.collateral
-    sending._collateral.submit = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed"))  # type: ignore[method-assign]
+    from ledger.supervision import loop
+
+    killed = pytest.MonkeyPatch()  # dies again, this time just after committing the signed freeze
+    killed.setattr(loop.submission, "submit_complete", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
     with pytest.raises(RuntimeError):
-        sending.freeze_pending()
+        supervisor(world).freeze_pending()
+    killed.undo()
     [alert] = alerts(world, "LOT-K")
     signed = alert.freeze_action_id
     assert signed is not None and alert.freeze_status == "pending" and chain_status(world, "LOT-K") == Status.PLEDGED
