@@ -43,7 +43,7 @@ CurrentOrg = Annotated[Organisation, Depends(current_org)]
 
 
 #: How an answer names the organisation a route needs.
-_ROLE_NAMES = {"operator": "a warehouse operator", "auditor": "an auditor"}
+_ROLE_NAMES = {"operator": "a warehouse operator", "auditor": "an auditor", "insurer": "an insurer"}
 
 
 def _named(role: str) -> str:

@@ -8,12 +8,14 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "ERROR_RESPONSES",
+    "AlertPublic",
     "DeviceCreate",
     "DevicePublic",
     "ErrorBody",
     "GapPublic",
     "Health",
     "IngestResult",
+    "InsurerEvent",
     "KeyRotation",
     "LotValuationPublic",
     "MarginCallPublic",
@@ -21,6 +23,7 @@ __all__ = [
     "PriceResult",
     "ReadingPublic",
     "Revocation",
+    "RulesView",
 ]
 
 
@@ -225,3 +228,50 @@ class LotValuationPublic(BaseModel):
     price: PricePublic | None = Field(description="the latest price of the terms' commodity and currency")
     valuation: ValuationFigures | None
     margin_call: MarginCallPublic | None = Field(description="the open margin call, if any")
+class AlertReading(BaseModel):
+    """An evidence reading of an alert, with where to get its proof bundle."""
+
+    id: str = Field(description="the reading's digest (lowercase hex)")
+    device: str | None = None
+    kind: str | None = None
+    lot: str | None = None
+    ts: str | None = Field(None, description="the time the device signed")
+    received_at: str | None = None
+    data: dict[str, Any] | None = Field(None, description="the reading's data as the device signed it")
+    batch: int | None = Field(None, description="the batch (checkpoint) it was anchored in, once sealed")
+    proof: str = Field(description="GET this for the SPEC §4 proof bundle (409 proof_pending until anchored)")
+
+
+class AlertFreeze(BaseModel):
+    status: Literal["pending", "confirmed", "failed", "already_frozen", "not_freezable"]
+    action: str | None = Field(description="the Freeze action (GET /v1/actions/{id}), signed by the supervision key")
+    tx_hash: str | None
+    block_number: int | None
+
+
+class AlertPublic(BaseModel):
+    id: str
+    lot: str
+    device: str | None
+    rule: str = Field(description="the rule that raised it (README: Supervision)")
+    severity: Literal["critical", "warning"] = Field(description="critical alerts freeze the lot on chain")
+    status: Literal["open", "cleared"]
+    reason: str = Field(description="0x keccak256 of the evidence readings' sorted 32-byte digests: the Freeze's reason on chain")
+    detail: dict[str, Any] = Field(description="what the rule measured and the thresholds it applied")
+    readings: list[AlertReading] = Field(description="the evidence, as committed in reason")
+    raised_at: str
+    cleared_at: str | None
+    cleared_by: str | None = Field(description="unfreeze (bank and warehouse unfroze the lot on chain) or the acknowledging organisation")
+    freeze: AlertFreeze | None = Field(description="null for a warning")
+
+
+class InsurerEvent(AlertPublic):
+    event: Literal["fire", "water", "temperature"]
+
+
+class RulesView(BaseModel):
+    lot: str | None
+    defaults: dict[str, Any] = Field(description="every threshold's default")
+    warehouse_overrides: dict[str, Any] = Field(description="what the warehouse set (PUT /v1/rules)")
+    lot_overrides: dict[str, Any] | None = Field(description="what the warehouse set for this lot (PUT /v1/lots/{id}/rules)")
+    effective: dict[str, Any] = Field(description="the thresholds in force")

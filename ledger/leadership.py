@@ -74,7 +74,11 @@ class Leadership:
     def _acquire_pg(self) -> bool:
         connection = self.db.engine.connect()
         try:
-            got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar())
+            # advisory locks are per database, not per schema: services in different schemas of one
+            # database (tests, benchmarks, tenants) must not share a lease; "public" keeps the plain key
+            schema = connection.execute(text("SELECT current_schema()")).scalar() or "public"
+            key = self._key if schema == "public" else zlib.crc32(f"pledgeledger:{schema}:{self.name}".encode())
+            got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
             connection.commit()  # the lock is held by the session, not the transaction
         except DBAPIError:
             connection.close()

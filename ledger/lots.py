@@ -43,6 +43,7 @@ __all__ = [
     "apply_confirmed",
     "find_organisation",
     "list_lots",
+    "lot_scope",
     "lot_view",
     "propose",
     "register_lot",
@@ -91,7 +92,7 @@ def _on_chain(org: Organisation, field: str) -> int:
 # --- scope --------------------------------------------------------------------------------------------
 
 
-def _scope(org: Organisation) -> Any:
+def lot_scope(org: Organisation) -> Any:
     """The SQL condition on ``Lot`` of the lots ``org`` may see."""
     if org.role == "auditor":
         return True
@@ -122,7 +123,7 @@ def _is_party(org: Organisation, lot: Lot) -> bool:
 
 
 def list_lots(session: Session, org: Organisation, *, status: str | None = None, limit: int = 100, offset: int = 0) -> list[Lot]:
-    query = select(Lot).where(_scope(org)).order_by(Lot.created_at, Lot.id).limit(limit).offset(offset)
+    query = select(Lot).where(lot_scope(org)).order_by(Lot.created_at, Lot.id).limit(limit).offset(offset)
     if status is not None:
         query = query.where(Lot.status == status)
     return list(session.scalars(query))

@@ -29,6 +29,7 @@ from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
 from ledger.store.models import Action, Organisation, utc
+from ledger.supervision import Supervision, Supervisor
 
 __all__ = ["Ledger"]
 
@@ -46,6 +47,7 @@ class Ledger:
     valuer: valuation.Valuer
     mqtt: MqttBridge | None = None
     submitter: submission.Submitter | None = None  # finishes actions a request left unfinished
+    supervisor: Supervisor | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
@@ -77,10 +79,15 @@ class Ledger:
                 max_age_s=settings.price_max_age_s, interval_s=settings.valuation_interval_s,
                 leadership=Leadership(db, "valuation"), wake_webhooks=dispatcher.wake,
             )  # fmt: skip
-            if start_anchoring:  # the background jobs: anchoring, webhook deliveries, unfinished actions, valuation
+            supervisor = Supervisor(
+                db, lambda: collateral, lambda: chain.client.account, poll_s=settings.supervision_poll,
+                sweep_s=settings.supervision_sweep_s, leadership=Leadership(db, "supervision"), notify=dispatcher.wake,
+            )  # fmt: skip
+            if start_anchoring:  # the background jobs: anchoring, supervision, webhook deliveries, unfinished actions, valuation
                 anchorer.start()
                 dispatcher.start()
                 submitter.start()
+                supervisor.start()
                 valuer.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
@@ -91,16 +98,23 @@ class Ledger:
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
         return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher,
-                   valuer=valuer, mqtt=mqtt, submitter=submitter)  # fmt: skip
+                   valuer=valuer, mqtt=mqtt, submitter=submitter, supervisor=supervisor)  # fmt: skip
 
     @cached_property
     def collateral(self) -> CollateralClient:
         """CollateralRegistry of this deployment, sent through the relayer (also the supervision key)."""
         return CollateralClient(self.chain.client, self.chain.client.deployment.contracts[COLLATERAL])
 
+    @property
+    def supervision(self) -> Supervision:
+        """Alerts, the insurer's events and rule thresholds (:mod:`ledger.supervision`)."""
+        return Supervision(self.db, notify=self.dispatcher.wake)
+
     def close(self) -> None:
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.supervisor is not None:
+            self.supervisor.stop()
         self.anchorer.stop()
         self.valuer.stop()
         self.dispatcher.stop()

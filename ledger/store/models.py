@@ -29,6 +29,7 @@ __all__ = [
     "ANCHORED_STATES",
     "Action",
     "ActionSignature",
+    "Alert",
     "ApiKey",
     "Base",
     "Batch",
@@ -43,6 +44,9 @@ __all__ = [
     "PriceFeed",
     "PricePoint",
     "Reading",
+    "SupervisionCheck",
+    "SupervisionCursor",
+    "SupervisionRules",
     "Webhook",
     "WebhookDelivery",
     "naive_utc",
@@ -451,3 +455,73 @@ class MarginCall(Base):
     paid_in: Mapped[str | None] = mapped_column(String(40))  # cash amount of a cash cure
     default_action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+class Alert(Base):
+    """A supervision rule's finding about a lot (:mod:`ledger.supervision`), with the readings that
+    triggered it.
+
+    ``status``: ``open`` → ``cleared`` (``cleared_by``: ``unfreeze`` when the chain shows the lot
+    unfrozen, ``acknowledged`` for a warning a party dismissed). ``readings`` is the JSON list of the
+    evidence readings' ids; ``reason`` the 0x commitment to them
+    (:func:`attestation.evidence.evidence_reason`), which a freeze carries on chain. ``freeze_status``
+    (critical alerts only): ``pending`` → ``confirmed`` (``freeze_action_id``), ``failed`` (the
+    action says why), ``already_frozen`` or ``not_freezable`` (the lot was not pledged).
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_lot_status", "lot_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"))
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))  # critical (freezes) | warning
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    readings: Mapped[str] = mapped_column(Text)  # JSON list of reading ids
+    reason: Mapped[str] = mapped_column(String(66))
+    detail: Mapped[str] = mapped_column(Text)  # JSON: the measured values and the thresholds applied
+    trigger_pk: Mapped[int | None] = mapped_column(BigInteger)  # the reading whose arrival raised it
+    raised_at: Mapped[datetime] = mapped_column(DateTime, default=_now, index=True)
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cleared_by: Mapped[str | None] = mapped_column(String(36))
+    freeze_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    freeze_action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))
+
+
+class SupervisionRules(Base):
+    """A warehouse's rule thresholds (``lot_id`` empty), or its override for one lot: JSON of the fields
+    of :class:`ledger.supervision.config.RulesConfig` that differ from the layer below."""
+
+    __tablename__ = "supervision_rules"
+
+    warehouse_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    lot_id: Mapped[str] = mapped_column(String(128), primary_key=True, default="")
+    config: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class SupervisionCursor(Base):
+    """How far the supervision loop has read the readings table: every ``pk`` up to ``position`` except
+    ``holes`` (JSON ``[[first, last, seen_at], …]``: ranges not visible yet, e.g. a transaction still
+    open, retried until they appear or are old enough to be rolled back)."""
+
+    __tablename__ = "supervision_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    holes: Mapped[str] = mapped_column(Text, default="[]")
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class SupervisionCheck(Base):
+    """A rule waiting for later readings before it decides (a weight change looks for a vehicle or video
+    event in the window after it too): evaluated once ``due_at`` has passed."""
+
+    __tablename__ = "supervision_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    lot_id: Mapped[str] = mapped_column(String(128))
+    device_id: Mapped[str] = mapped_column(String(64))
+    reading_id: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    detail: Mapped[str] = mapped_column(Text)
