@@ -462,7 +462,7 @@ class Alert(Base):
     ``status``: ``open`` → ``cleared`` (``cleared_by``: ``unfreeze`` when the chain shows the lot
     unfrozen, ``acknowledged`` for a warning a party dismissed). ``readings`` is the JSON list of the
     evidence readings' ids; ``reason`` the 0x commitment to them
-    (:func:`attestation.evidence.evidence_reason`), which a freeze carries on chain. ``freeze_status``
+    (:func:`attestation.documents.evidence_reason`), which a freeze carries on chain. ``freeze_status``
     (critical alerts only): ``pending`` → ``confirmed`` (``freeze_action_id``), ``failed`` (the
     action says why), ``already_frozen`` or ``not_freezable`` (the lot was not pledged).
     """

@@ -15,7 +15,7 @@ Each pass (``poll_s``, well inside one anchoring interval):
    ``alert.raised`` is queued for the lot's bank and warehouse (and insurer, for fire, water and
    temperature) in the same transaction.
 2. **freeze**: every critical alert whose freeze is pending freezes its lot on chain through the
-   supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.evidence.evidence_reason`
+   supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.documents.evidence_reason`
    of the alert's readings, signed and committed first, then sent crash-safely by
    :mod:`ledger.submission` with no database transaction open), then ``lot.frozen`` is queued. A
    crash anywhere leaves the signed action on the alert, which is finished, never signed twice; a
@@ -42,7 +42,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from attestation.evidence import evidence_reason
+from attestation.documents import evidence_reason
 from ledger import actions, submission, webhooks
 from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
