@@ -12,7 +12,7 @@ import time
 from ledger.leadership import Leadership
 from ledger.settings import normalise_db_url
 from ledger.store.db import Database
-from tests.conftest import ROOT
+from tests.conftest import ROOT, pg_schema
 
 
 def test_one_leader_at_a_time(db_url: str) -> None:
@@ -31,6 +31,24 @@ def test_one_leader_at_a_time(db_url: str) -> None:
         first.release()
         second.release()
         db.dispose()
+
+
+def test_ledgers_in_other_schemas_of_one_database_lead_each_their_own(db_url: str) -> None:
+    """Advisory locks are per database: the lease is keyed by the schema too, or the ledger of one
+    schema would keep another schema's ledger from ever anchoring."""
+    if not db_url.startswith("postgresql"):
+        return  # SQLite: one file, one ledger
+    with pg_schema() as other_url:
+        mine, other = Database(normalise_db_url(db_url)), Database(normalise_db_url(other_url))
+        leases = [Leadership(mine, "anchoring"), Leadership(other, "anchoring"), Leadership(mine, "anchoring")]
+        try:
+            assert leases[0].acquire() and leases[1].acquire()
+            assert not leases[2].acquire()  # the same schema: one leader
+        finally:
+            for lease in leases:
+                lease.release()
+            mine.dispose()
+            other.dispose()
 
 
 def test_takeover_within_seconds_after_kill9(db_url: str) -> None:
