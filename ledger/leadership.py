@@ -44,6 +44,10 @@ class Leadership:
         self._connection: Connection | None = None
         self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
+        #: Counts the times this process took the lease: a new term means it was lost meanwhile
+        #: (e.g. the database restarted and dropped the lock with its connection), and whatever
+        #: another holder did in between must be caught up with.
+        self.term = 0
 
     def acquire(self) -> bool:
         """Take the lease if it is free (or already ours); never waits."""
@@ -53,6 +57,7 @@ class Leadership:
             self._drop()
             got = self._acquire_pg() if self.db.dialect == "postgresql" else self._acquire_file()
             if got:
+                self.term += 1
                 log.info("this process now leads %s (pid %d)", self.name, os.getpid())
             return got
 

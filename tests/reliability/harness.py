@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,37 +10,41 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy import func, select
 
-from ledger.chain import ANVIL_DEV_KEY
+from ledger.chain import ANVIL_DEV_KEY, deploy_to, open_chain
+from ledger.orgs import create_organisation
 from ledger.store.db import Database
 from ledger.store.models import Reading
 from tests.e2e.test_service import Service
 
-__all__ = ["count_readings", "health", "organisations", "start_service", "stored_ids", "wait_for"]
+__all__ = ["count_readings", "health", "organisations", "say", "start_service", "stored_ids", "wait_for"]
 
 T = TypeVar("T")
+_T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    """One line of what the test does, with the seconds since the suite began (read it with ``pytest -s``)."""
+    print(f"[{time.monotonic() - _T0:7.1f}s] {message}", flush=True)
 
 
 def start_service(data_dir: Path, node: Any, db_url: str, **env: str) -> Service:
-    """``pledgeledger serve`` on ``db_url``, anchoring to ``node`` (contracts deployed first with
-    ``pledgeledger deploy``), sealing every 0.5 s, final at one confirmation, with no per-device
-    rate limit (the load client is one gateway sending as fast as it can); running."""
+    """``pledgeledger serve`` on ``db_url``, anchoring to ``node`` (contracts deployed first, as
+    ``pledgeledger deploy`` does), sealing every 0.5 s, final at one confirmation, with no
+    per-device rate limit (the load client is one gateway sending as fast as it can); running."""
+    with open_chain(node.url, data_dir, relayer_key=ANVIL_DEV_KEY) as handle:
+        deploy_to(handle.client, data_dir)
     service = Service(data_dir, db_url)
     service.env.update(PLEDGELEDGER_CHAIN=node.url, PLEDGELEDGER_RELAYER_KEY=ANVIL_DEV_KEY, PLEDGELEDGER_CONFIRMATIONS="1",
                        PLEDGELEDGER_DEVICE_RATE_PER_S="1000000", PLEDGELEDGER_DEVICE_BURST="1000000", **env)  # fmt: skip
-    r = service.cli("deploy", "--rpc", node.url)
-    assert r.returncode == 0, r.stdout + r.stderr
     service.start()
     return service
 
 
-def organisations(service: Service) -> tuple[str, str]:
-    """API keys of a new operator and a new bank."""
-    keys = []
-    for name, role in (("Warehouse", "operator"), ("Bank", "bank")):
-        r = service.cli("org", "create", name, "--role", role)
-        assert r.returncode == 0, r.stderr
-        keys.append(json.loads(r.stdout)["api_key"])
-    return keys[0], keys[1]
+def organisations(db: Database) -> tuple[str, str]:
+    """API keys of a new operator and a new bank (made in the database, as ``pledgeledger org create`` does)."""
+    with db.session() as session:
+        return (create_organisation(session, name="Warehouse", role="operator").api_key,
+                create_organisation(session, name="Bank", role="bank").api_key)  # fmt: skip
 
 
 def health(service: Service) -> dict[str, Any]:

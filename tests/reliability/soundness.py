@@ -33,6 +33,7 @@ from ledger.chain.client import CHECKPOINTED_TOPIC, ChainClient
 from ledger.proofs import proof_bundle
 from ledger.store.db import Database
 from ledger.store.models import ANCHORED_STATES, Batch, Reading
+from tests.reliability.harness import say
 
 __all__ = ["Soundness", "assert_sound", "wait_anchored"]
 
@@ -105,7 +106,7 @@ def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], 
     assert audit.ok, f"audit found errors: {audit.as_dict()['findings']}"
     result = Soundness(total, len(ids), len(batches), size, audit.warnings)
     if not quiet:
-        print(result)
+        say(str(result))
     return result
 
 

@@ -19,7 +19,7 @@ from ledger.simulator import SimulatedDevice
 from ledger.store.db import Database
 from tests.conftest import pg_schema
 from tests.e2e.test_service import wait_proof
-from tests.reliability.harness import count_readings, health, organisations, start_service, stored_ids, wait_for
+from tests.reliability.harness import count_readings, health, organisations, say, start_service, stored_ids, wait_for
 from tests.reliability.loadclient import LoadClient
 from tests.reliability.servers import rpc
 from tests.reliability.soundness import assert_sound, wait_anchored
@@ -33,26 +33,28 @@ def test_kill9_during_ingestion(tmp_path: Path, node: AnvilNode) -> None:
     request the kill cut off was stored whole or not at all, and sending it again is answered
     accepted or duplicate, never refused as a replay."""
     with pg_schema() as db_url:
+        say("kill -9 during ingestion: starting the service on PostgreSQL")
         service = start_service(tmp_path / "data", node, db_url)
         db = Database(normalise_db_url(db_url))
         client = None
         try:
-            operator, _ = organisations(service)
-            client = LoadClient(tmp_path, service.url, operator, devices=4, batch=40).start()
-            killed_at = len(client.wait_answers(15).answered)
+            operator, _ = organisations(db)
+            client = LoadClient(tmp_path, service.url, operator, devices=4, batch=20).start()
+            killed_at = len(client.wait_answers(10).answered)
             service.kill9()  # mid-stream: the client has a request in flight, or is about to send one
+            say(f"kill -9 of the service after {killed_at} answered requests")
             cut = wait_for(lambda: client.log().unanswered_attempts, "the client to notice the kill")[0]
             stored = stored_ids(db, cut["ids"])
-            print(f"\nkill -9 after {killed_at} answered requests; the cut request #{cut['n']} "
-                  f"({len(cut['ids'])} readings) is {'stored' if stored else 'absent'}")  # fmt: skip
+            say(f"the request the kill cut off (#{cut['n']}, {len(cut['ids'])} readings) is {'stored' if stored else 'absent'}")
             assert len(stored) in (0, len(cut["ids"])), f"request #{cut['n']} was half stored: {len(stored)} of {len(cut['ids'])}"
             service.start()
-            client.wait_answers(killed_at + 15)
+            say("service restarted")
+            client.wait_answers(killed_at + 10)
             log = client.finish()
 
             statuses = log.statuses()
-            print(f"client: {len(log.answered)} requests answered, {len(log.unanswered_attempts)} attempts unanswered, "
-                  f"answers {statuses}")  # fmt: skip
+            say(f"client: {len(log.answered)} requests answered, {len(log.unanswered_attempts)} attempts unanswered, "
+                f"answers {statuses}")  # fmt: skip
             assert set(statuses) <= {"accepted", "duplicate"}, f"a reading was refused: {statuses}"
             [resent] = log.resent  # the cut request, sent again until the restarted service answered
             assert resent[0]["n"] == cut["n"] and resent[-1]["answer"] == "ok"
@@ -61,6 +63,7 @@ def test_kill9_during_ingestion(tmp_path: Path, node: AnvilNode) -> None:
             assert len(acknowledged) == len(set(acknowledged)) == sum(len(x["ids"]) for x in log.answered)
 
             wait_anchored(db, timeout=120)
+            say("everything anchored")
             assert_sound(db, open_audit_chain(node.url, tmp_path / "data"), acknowledged)
             assert count_readings(db) == len(acknowledged)  # nothing stored that was not answered
             r = service.cli("audit", "--rpc", node.url, "--json")
@@ -77,8 +80,9 @@ def test_kill9_between_submission_and_inclusion(tmp_path: Path, node: AnvilNode)
     """On restart the service finds its own checkpoint transaction mined, confirms it, and sends nothing again."""
     db_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     service = start_service(tmp_path / "data", node, db_url)
+    db = Database(db_url)
     try:
-        operator, bank = organisations(service)
+        operator, bank = organisations(db)
         device = SimulatedDevice("wh1-scale-k9", "load_cell")
         r = httpx.post(f"{service.url}/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator}"}, timeout=30)
         assert r.status_code == 201, r.text
@@ -99,10 +103,7 @@ def test_kill9_between_submission_and_inclusion(tmp_path: Path, node: AnvilNode)
         assert {b["anchor"]["index"] for b in bundles} == {0}
         r = service.cli("verify", "-", "--rpc", node.url, input=json.dumps(bundles[-1]))
         assert r.returncode == 0, r.stdout + r.stderr
-    finally:
-        service.stop()
-    db = Database(db_url)
-    try:
         assert_sound(db, open_audit_chain(node.url, tmp_path / "data"), ids)  # one checkpoint: recognised, not sent again
     finally:
+        service.stop()
         db.dispose()
