@@ -120,6 +120,8 @@ class PrivateMosquitto:
         self.log = self.dir / "mosquitto.log"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # started as root, mosquitto would switch to its own user, who may not write here
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.dir}/\n"
