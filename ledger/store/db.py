@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Table, bindparam, create_engine, event, insert, text, update
@@ -17,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "database_unavailable", "first_line", "bulk_insert", "bulk_update", "storable_text"]
+__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable", "first_line", "storable_text"]
 
 #: What a rejected insert of a duplicate raises, through SQLAlchemy or straight from a COPY.
 UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (IntegrityError, psycopg.errors.IntegrityError)

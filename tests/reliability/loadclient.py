@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    http = httpx.Client(base_url=args.url, timeout=10)
+    http = httpx.Client(base_url=args.url, timeout=30)  # a slow answer is not a lost one: only a fault should cut a request
     devices = [SimulatedDevice(f"{args.prefix}-{i}", "load_cell", alg="EdDSA", lot=f"LOT-{args.prefix}") for i in range(args.devices)]
     for device in devices:
         r = http.post("/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {args.operator_key}"})

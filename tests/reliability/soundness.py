@@ -12,7 +12,8 @@
    emitted exactly one ``Checkpointed`` event per index;
 4. **the audit is clean**: :func:`ledger.audit.run_audit` reports no error.
 
-:func:`wait_anchored` first waits until the service has batched and anchored everything.
+:func:`wait_anchored` first waits until the service has batched and anchored everything;
+:func:`assert_service_sound` does both.
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import func, select
 from web3 import Web3
 
 from attestation import chain_query, verify_bundle
 from attestation.bundle import AnchorQuery, ChainFacts
-from ledger.audit import run_audit
+from ledger.audit import open_audit_chain, run_audit
 from ledger.chain.client import CHECKPOINTED_TOPIC, ChainClient
 from ledger.proofs import proof_bundle
 from ledger.store.db import Database
 from ledger.store.models import ANCHORED_STATES, Batch, Reading
 from tests.reliability.harness import say
 
-__all__ = ["Soundness", "assert_sound", "wait_anchored"]
+__all__ = ["Soundness", "assert_service_sound", "assert_sound", "wait_anchored"]
 
 _CHUNK = 500
 
@@ -71,8 +73,18 @@ def wait_anchored(db: Database, *, timeout: float = 120.0, states: tuple[str, ..
     raise AssertionError(f"not anchored within {timeout} s: {last[0]} readings not batched, batches behind: {last[1]}")
 
 
-def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], *, quiet: bool = False) -> Soundness:
-    """Check 1-4 of the module doc for the readings ``acknowledged`` (ids); call after :func:`wait_anchored`."""
+def assert_service_sound(db: Database, rpc_url: str, data_dir: Path, acknowledged: Iterable[str], *, timeout: float = 120.0) -> Soundness:
+    """At the end of a test against the service: wait until it anchored everything, then
+    :func:`assert_sound` against the chain at ``rpc_url`` (the deployment recorded in
+    ``data_dir``), the ledger holding exactly the ``acknowledged`` readings."""
+    wait_anchored(db, timeout=timeout)
+    return assert_sound(db, open_audit_chain(rpc_url, data_dir), acknowledged, exact=True)
+
+
+def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], *, exact: bool = False,
+                 quiet: bool = False) -> Soundness:
+    """Check 1-4 of the module doc for the readings ``acknowledged`` (ids); call after
+    :func:`wait_anchored`. ``exact``: no other reading may be stored."""
     ids = sorted(set(acknowledged))
     with db.session() as session:
         stored = set()
@@ -82,6 +94,7 @@ def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], 
         batches = list(session.execute(select(Batch.index, Batch.root, Batch.status).order_by(Batch.index)))
     lost = [i for i in ids if i not in stored]
     assert not lost, f"{len(lost)} acknowledged readings are not stored, e.g. {lost[:3]}"
+    assert not exact or total == len(ids), f"{total} readings stored, {len(ids)} acknowledged"
 
     # nothing anchored twice: batches 0..n-1, distinct roots, one checkpoint each and no other
     indexes = [b.index for b in batches]
