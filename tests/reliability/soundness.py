@@ -26,15 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
-from web3 import Web3
 
 from attestation import chain_query, verify_bundle
-from attestation.bundle import AnchorQuery, ChainFacts
 from ledger.audit import open_audit_chain, run_audit
-from ledger.chain.client import CHECKPOINTED_TOPIC, ChainClient
+from ledger.chain.client import ChainClient
 from ledger.proofs import proof_bundle
 from ledger.store.db import Database
 from ledger.store.models import ANCHORED_STATES, Batch, Reading
+from tests.ledger.test_anchoring import checkpoint_events
 from tests.reliability.harness import say
 
 __all__ = ["Soundness", "assert_service_sound", "assert_sound", "wait_anchored"]
@@ -104,11 +103,11 @@ def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], 
     size, _ = chain.head()
     assert size == len(batches), f"the chain has {size} checkpoints for {len(batches)} batches"
     assert [chain.root_of(i) for i in range(size)] == roots, "a checkpoint on chain holds another root than its batch"
-    events = Counter(_checkpoint_events(chain))
+    events = Counter(checkpoint_events(chain))
     assert events == Counter(range(size)), f"Checkpointed events by index are not one each: {dict(events)}"
 
     # provable: every acknowledged reading's bundle verifies against the chain
-    facts = functools.lru_cache(maxsize=None)(_facts(chain))
+    facts = functools.lru_cache(maxsize=None)(chain.reader.chain_facts)  # many readings share an anchor, device and second
     with db.session() as session:
         for reading_id in ids:
             bundle = proof_bundle(session, reading_id, interval_s=1.0)
@@ -121,19 +120,3 @@ def assert_sound(db: Database, chain: ChainClient, acknowledged: Iterable[str], 
     if not quiet:
         say(str(result))
     return result
-
-
-def _checkpoint_events(chain: ChainClient) -> list[int]:
-    """The index of every ``Checkpointed`` event the anchor emitted on the canonical chain."""
-    logs = chain.w3.eth.get_logs({"address": chain.anchor_address, "fromBlock": 0, "toBlock": "latest",
-                                  "topics": [Web3.to_hex(CHECKPOINTED_TOPIC)]})  # fmt: skip
-    return [int.from_bytes(bytes(log["topics"][1]), "big") for log in logs]
-
-
-def _facts(chain: ChainClient):  # type: ignore[no-untyped-def]
-    """``chain_facts`` for a query (a reading's anchor, device and second): many readings share one."""
-
-    def read(query: AnchorQuery) -> ChainFacts:
-        return chain.reader.chain_facts(query)
-
-    return read

@@ -123,7 +123,7 @@ def test_a_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(nod
 
 def test_a_transaction_dropped_for_its_low_fee_is_replaced_at_the_current_fees(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger(replace_after_s=3600)  # never due: the node's refusal alone triggers the replacement
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.tick()
     first = batches(ledger)[0]
@@ -140,6 +140,7 @@ def test_a_transaction_dropped_for_its_low_fee_is_replaced_at_the_current_fees(n
     ledger.anchorer.anchor_pending()
     assert (status(ledger), batches(ledger)[0].tx_hash) == ("included", replaced.tx_hash)
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_nonce_taken_by_another_transaction_means_sending_the_checkpoint_anew(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
@@ -172,7 +173,7 @@ def test_a_checkpoint_displaced_behind_its_predecessor_is_anchored_in_order(node
     """Batch 0's nonce is taken, so batch 1's transaction runs first and is refused (MissingPrevious):
     both are sent again, in order."""
     ledger = open_ledger(batch_max_size=1)
-    setup_readings(ledger, 2)
+    ids = setup_readings(ledger, 2)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.seal()
     ledger.anchorer.seal()
@@ -194,6 +195,7 @@ def test_a_checkpoint_displaced_behind_its_predecessor_is_anchored_in_order(node
     assert [b.status for b in batches(ledger)] == ["included", "included"]
     assert checkpoint_logs(ledger) == [0, 1]
     assert [client.root_of(i) for i in (0, 1)] == [zero.root, one.root]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 # --- reorganisations ----------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ def test_while_the_node_is_down_readings_are_accepted_and_the_backlog_anchors_wh
 
 def test_a_crash_after_a_replacement_went_out_but_before_it_was_recorded(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger()
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.tick()
     first = batches(ledger)[0]
@@ -285,6 +287,7 @@ def test_a_crash_after_a_replacement_went_out_but_before_it_was_recorded(node: A
     anchorer.anchor_pending()
     assert (status(ledger), batches(ledger)[0].tx_hash) == ("included", replacement.tx_hash)  # found by its event
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_restart_finds_an_anchor_the_chain_lost_meanwhile(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
