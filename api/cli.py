@@ -7,8 +7,10 @@ import logging.config
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -147,7 +149,7 @@ def deploy(
     key: Annotated[Optional[str], typer.Option(help="0x private key paying for the deployment [env PLEDGELEDGER_RELAYER_KEY]")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Deploy DeviceRegistry and ReadingAnchor to any EVM chain and record the addresses in the data dir."""
+    """Deploy DeviceRegistry, ReadingAnchor and CollateralRegistry to any EVM chain and record the addresses in the data dir."""
     from ledger.chain.backends import deploy_to, open_chain
 
     settings = _settings(data_dir=data_dir, chain=rpc, relayer_key=key)
@@ -159,19 +161,93 @@ def deploy(
     print(json.dumps({"chain_id": deployment.chain_id, "contracts": deployment.contracts, "block_number": deployment.block_number}, indent=2))
 
 
+Rpc = Annotated[
+    Optional[str],
+    typer.Option("--rpc", help="JSON-RPC URL of the service's chain (its /healthz rpc_url); needed for what goes on chain"),
+]
+RelayerKey = Annotated[Optional[str], typer.Option("--key", help="0x relayer (registrar) private key [env PLEDGELEDGER_RELAYER_KEY; default: the dev chain's]")]
+
+
+@contextmanager
+def _chain_ledger(rpc: str, key: Optional[str], data_dir: Optional[Path], db_url: Optional[str]) -> Iterator[Any]:
+    """The ledger over the service's chain reached by URL (its deployment recorded in the data dir); no
+    background jobs, no MQTT."""
+    from ledger.chain import ANVIL_DEV_KEY
+    from ledger.service import Ledger
+
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=rpc, relayer_key=key)
+    settings.mqtt_url = None
+    if settings.relayer_key is None:
+        settings.relayer_key = ANVIL_DEV_KEY
+    ledger = Ledger.open(settings, start_anchoring=False)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error[/] {getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}")
+    raise typer.Exit(2)
+
+
 @org_app.command("create")
 def org_create(
     name: Annotated[str, typer.Argument(help="Organisation name, unique")],
     role: Annotated[str, typer.Option(help="operator | bank | auditor | insurer | enterprise")],
     signer: Annotated[Optional[str], typer.Option(help="0x address that signs this organisation's EIP-712 approvals")] = None,
+    signer_key: Annotated[
+        Optional[str],
+        typer.Option("--signer-key", help="DEV/DEMO ONLY: the signer's 0x private key; its registration is signed here and submitted (needs --rpc)"),
+    ] = None,
+    rpc: Rpc = None,
+    key: RelayerKey = None,
     data_dir: DataDir = None,
     db_url: DbUrl = None,
 ) -> None:
-    """Create an organisation and print JSON with its API key (shown once; only its hash is stored)."""
+    """Create an organisation and print JSON with its API key (shown once; only its hash is stored).
+
+    With --signer the key's address is stored, and it must prove possession before it is recorded on chain
+    with the role: it signs the RegisterOrganisation typed data (GET /v1/organisation with the new API key
+    shows it; with --rpc it is printed here) and posts the signature to /v1/actions/{id}/signatures.
+    """
     from ledger.errors import LedgerError
     from ledger.orgs import create_organisation
     from ledger.store.db import Database
 
+    signing = None
+    if signer_key is not None:
+        from eth_account import Account
+
+        try:
+            signing = Account.from_key(signer_key)
+        except Exception:  # never echo the key
+            _fail(ValueError("--signer-key is not a 0x secp256k1 private key"))
+        if signer is not None and signer.lower() != signing.address.lower():
+            _fail(ValueError("--signer and --signer-key name different addresses"))
+        signer = signing.address
+        if rpc is None:
+            _fail(ValueError("--signer-key registers the signer on chain: pass --rpc URL"))
+    if rpc is not None:
+        try:
+            with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+                new = ledger.create_organisation(name=name, role=role, signer=signer)
+                org = ledger.authenticate(new.api_key)
+                view = ledger.organisation(org) if signer else None
+                if signing is not None and view["registration"] is not None:
+                    from ledger.chain.collateral import sign_typed_data
+
+                    registration = view["registration"]
+                    signature = "0x" + sign_typed_data(signing.key, registration["typed_data"]).hex()
+                    ledger.add_action_signature(org, registration["id"], signature)
+                    view = ledger.organisation(org)
+        except LedgerError as exc:
+            _fail(exc)
+        out_view = {"id": new.id, "name": new.name, "role": new.role, "signer": new.signer, "api_key": new.api_key}
+        if view is not None:
+            out_view.update(chain_org=view["chain_org"], chain_tx=view["chain_tx"], registration=view["registration"])
+        print(json.dumps(out_view, indent=2))
+        return
     settings = _settings(data_dir=data_dir, db_url=db_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
@@ -180,11 +256,68 @@ def org_create(
         with db.session() as session:
             org = create_organisation(session, name=name, role=role, signer=signer)
     except LedgerError as exc:
-        err.print(f"[red]error[/] {exc.code}: {exc.message}")
-        raise typer.Exit(2)
+        _fail(exc)
     finally:
         db.dispose()
-    print(json.dumps({"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}, indent=2))
+    shown: dict[str, Any] = {"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}
+    if signer is not None:
+        shown["registration"] = (
+            "not on chain yet: GET /v1/organisation with this api_key returns the RegisterOrganisation typed data; "
+            "sign it with the signer's key and POST the signature to /v1/actions/{registration.id}/signatures"
+        )
+    print(json.dumps(shown, indent=2))
+
+
+@org_app.command("sign-registration")
+def org_sign_registration(
+    name: Annotated[str, typer.Argument(help="The organisation whose signer signed its registration")],
+    signature: Annotated[str, typer.Option(help="0x r||s||v: the signer's eth_signTypedData_v4 of the registration's typed data")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of the service's chain")],
+    key: RelayerKey = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Post an organisation's signed registration (as POST /v1/actions/{id}/signatures does) and submit it."""
+    from sqlalchemy import select
+
+    from ledger.errors import LedgerError, NotFound
+    from ledger.store.models import Organisation
+
+    try:
+        with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+            with ledger.db.session() as session:
+                org = session.scalar(select(Organisation).where(Organisation.name == name))
+            if org is None:
+                raise NotFound(f"no organisation named {name!r}", code="organisation_not_found")
+            registration = ledger.organisation(org)["registration"]
+            if registration is None:
+                raise NotFound(f"{name} has no registration waiting (no signer, or on chain already)", code="no_registration")
+            done = ledger.add_action_signature(org, registration["id"], signature)
+            print(json.dumps({"action": done["id"], "status": done["status"], "tx_hash": done["tx_hash"], "error": done["error"],
+                              "chain_org": ledger.organisation(org)["chain_org"]}, indent=2))  # fmt: skip
+    except LedgerError as exc:
+        _fail(exc)
+
+
+@org_app.command("affiliate")
+def org_affiliate(
+    org_a: Annotated[str, typer.Argument(help="An organisation's name (e.g. the warehouse)")],
+    org_b: Annotated[str, typer.Argument(help="The other's name (e.g. the enterprise it is affiliated with)")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of the service's chain")],
+    remove: Annotated[bool, typer.Option("--remove", help="Record that they are no longer affiliated")] = False,
+    key: RelayerKey = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Record on chain (the registrar's setAffiliation) that two organisations are affiliated: the contract then
+    refuses a lot whose warehouse is affiliated with its enterprise (fraud case 16)."""
+    from ledger.errors import LedgerError
+
+    try:
+        with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+            print(json.dumps(ledger.set_affiliation(org_a, org_b, not remove), indent=2))
+    except LedgerError as exc:
+        _fail(exc)
 
 
 @org_app.command("device-ca")
@@ -219,11 +352,20 @@ def org_device_ca(
 
 @app.command()
 def verify(
-    file: Annotated[Path, typer.Argument(help="Proof bundle (GET /v1/readings/{id}/proof) or multiproof bundle (GET /v1/batches/{index}/multiproof) JSON; - for stdin")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Proof bundle (GET /v1/readings/{id}/proof), multiproof bundle (GET /v1/batches/{index}/multiproof) "
+            "or production answer (GET /v1/production/...) JSON; - for stdin"
+        ),
+    ],
     rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the bundle's chain")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Verify a proof or multiproof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
+
+    A production answer is verified completely: every multiproof bundle of its evidence as above,
+    then its metric recomputed from those readings must equal its result.
 
     Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
     """

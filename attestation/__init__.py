@@ -15,6 +15,7 @@ Modules:
 - :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
+- :mod:`attestation.production` production metrics (kWh, run hours, utilisation) and the verifier of their answers
 - :mod:`attestation.errors`     the error tree
 """
 
@@ -52,6 +53,7 @@ from attestation.merkle import (
     process_proof,
     verify_multiproof,
 )
+from attestation.production import PRODUCTION_FORMAT, ProductionQuery, verify_production
 from attestation.readings import SignedReading, parse_cose_reading, parse_reading, validate_payload
 from attestation.signatures import ALGORITHMS, verify_signature
 
@@ -68,6 +70,8 @@ __all__ = [
     "MULTIPROOF_FORMAT",
     "MultiProof",
     "OnChainKey",
+    "PRODUCTION_FORMAT",
+    "ProductionQuery",
     "SignedReading",
     "StandardTree",
     "UnsupportedAlgorithm",
@@ -91,5 +95,6 @@ __all__ = [
     "verify_multiproof",
     "verify_multiproof_bundle",
     "verify_pop",
+    "verify_production",
     "verify_signature",
 ]

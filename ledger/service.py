@@ -9,17 +9,24 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from ledger import audit, devices, ingest, metrics, orgs, proofs, webhooks
+from sqlalchemy import select
+
+from attestation.production import ProductionQuery
+from ledger import actions, audit, devices, ingest, lots, metrics, org_chain, orgs, production, proofs, submission, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
+from ledger.chain.base import COLLATERAL
+from ledger.chain.collateral import CollateralClient
+from ledger.errors import Conflict, Invalid, LedgerError
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import DEV_CONFIRMATIONS, RPC_CONFIRMATIONS, Settings
 from ledger.store.db import Database
-from ledger.store.models import Organisation, utc
+from ledger.store.models import Action, Organisation, utc
 
 __all__ = ["Ledger"]
 
@@ -35,6 +42,7 @@ class Ledger:
     limiter: DeviceRateLimiter
     dispatcher: webhooks.Dispatcher
     mqtt: MqttBridge | None = None
+    submitter: submission.Submitter | None = None  # finishes actions a request left unfinished
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
@@ -59,23 +67,36 @@ class Ledger:
                 leadership=Leadership(db, "anchoring"),
             )
             dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
-            if start_anchoring:  # the background jobs: anchoring and webhook deliveries
+            submitter = submission.Submitter(
+                db, CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]), leadership=Leadership(db, "actions")
+            )
+            if start_anchoring:  # the background jobs: anchoring, webhook deliveries, unfinished actions
                 anchorer.start()
                 dispatcher.start()
+                submitter.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
             chain.close()
             raise
-        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, chain.rpc_url)
+        shown = settings.published_rpc_url(chain.rpc_url) or "URL not shown: it may carry a provider key"
+        log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt)
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt,
+                   submitter=submitter)  # fmt: skip
+
+    @cached_property
+    def collateral(self) -> CollateralClient:
+        """CollateralRegistry of this deployment, sent through the relayer (also the supervision key)."""
+        return CollateralClient(self.chain.client, self.chain.client.deployment.contracts[COLLATERAL])
 
     def close(self) -> None:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.anchorer.stop()
         self.dispatcher.stop()
+        if self.submitter is not None:
+            self.submitter.stop()
         self.chain.close()
         self.db.dispose()
 
@@ -85,7 +106,7 @@ class Ledger:
         client = self.chain.client
         return {
             "status": "ok",
-            "chain": {"id": client.chain_id, "rpc_url": self.chain.rpc_url, "contracts": dict(client.deployment.contracts)},
+            "chain": {"id": client.chain_id, "rpc_url": self.settings.published_rpc_url(self.chain.rpc_url), "contracts": dict(client.deployment.contracts)},
             "db": self.db.dialect,
             "anchoring": {"leader": self.anchorer.leading, "last_error": self.anchorer.last_error, "pending": self.anchorer.pending_counts()},
         }
@@ -95,8 +116,101 @@ class Ledger:
         return metrics.exposition(self.db)
 
     def create_organisation(self, *, name: str, role: str, signer: str | None = None) -> orgs.NewOrganisation:
+        """Create the organisation; with a ``signer``, also propose its registration on chain, which that
+        key signs (:meth:`organisation` shows the typed data), unless that key is registered with this role
+        already."""
         with self.db.session() as session:
-            return orgs.create_organisation(session, name=name, role=role, signer=signer)
+            new = orgs.create_organisation(session, name=name, role=role, signer=signer)
+            if signer is not None:
+                org_chain.register_or_adopt(session, self.collateral, session.get(Organisation, new.id))
+            return new
+
+    # -- organisations on chain, lots and actions (SPEC §8) ----------------------------------------
+
+    def organisation(self, org: Organisation) -> dict[str, Any]:
+        """The caller's organisation, its chain id, and the registration its signer has to sign (created
+        here if it has a signer, is not on chain and has no registration collecting signatures)."""
+        with self.db.session() as session:
+            me = session.get(Organisation, org.id)
+            registration = None
+            if me.signer is not None and me.chain_org is None:
+                pending = session.scalar(
+                    select(Action).where(Action.type == "register_organisation", Action.proposed_by == me.id,
+                                         Action.status.in_(("collecting", "submitted"))).order_by(Action.created_at.desc()).limit(1)
+                )  # fmt: skip
+                if pending is None or lots.action_view(pending)["status"] == "expired":
+                    pending = org_chain.propose_registration(session, self.collateral, me)
+                registration = lots.action_view(pending)
+            return _organisation_view(me, registration)
+
+    def set_signer(self, org: Organisation, signer: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            me = session.get(Organisation, org.id)
+            action = org_chain.set_signer(session, self.collateral, me, signer)
+            return _organisation_view(me, lots.action_view(action))
+
+    def set_affiliation(self, name_a: str, name_b: str, affiliated: bool) -> dict[str, Any]:
+        with self.db.session() as session:
+            mined = org_chain.set_affiliation(session, self.collateral, name_a, name_b, affiliated)
+            return {"affiliated": affiliated, "tx_hash": mined.tx_hash, "block_number": mined.block_number}
+
+    def register_lot(self, operator: Organisation, body: dict[str, Any]) -> dict[str, Any]:
+        with self.db.session() as session:
+            lot, action = lots.register_lot(session, self.collateral, session.get(Organisation, operator.id), body)
+            return {"lot": lots.lot_view(session, lot), "action": lots.action_view(action)}
+
+    def propose_action(self, org: Organisation, lot_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.db.session() as session:
+            action = lots.propose(session, self.collateral, session.get(Organisation, org.id), lot_id, body.get("type"),
+                                  body.get("params"), expires_in_s=body.get("expires_in_s"))  # fmt: skip
+            return lots.action_view(action)
+
+    def add_action_signature(self, org: Organisation, action_id: str, signature: str) -> dict[str, Any]:
+        """Check and store one party's signature; once every signature is in, submit the action (waiting a
+        little for the receipt) and answer its state."""
+        raw = _signature_bytes(signature)
+        expired = False
+        with self.db.session() as session:
+            action = lots.visible_action(session, session.get(Organisation, org.id), action_id, write=True)
+            try:
+                actions.add_signature(session, action, raw)
+            except LedgerError as exc:
+                if exc.code != "action_expired":
+                    raise
+                expired = True
+            complete = actions.is_complete(action)
+        if expired:  # committed above: the action is expired for good
+            raise Conflict(f"action {action_id} expired before every signature came in: propose it again", code="action_expired")
+        if complete:
+            submission.submit_complete(self.db, self.collateral, action_id)
+        return self.action(org, action_id)
+
+    def action(self, org: Organisation, action_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return lots.action_view(lots.visible_action(session, org, action_id))
+
+    def lot_actions(self, org: Organisation, lot_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            lot = lots.visible_lot(session, org, lot_id)
+            found = session.scalars(select(Action).where(Action.lot_id == lot.id).order_by(Action.created_at))
+            return [lots.action_view(a) for a in found]
+
+    def lots(self, org: Organisation, *, status: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return [lots.lot_view(session, lot) for lot in lots.list_lots(session, org, status=status, limit=limit, offset=offset)]
+
+    def lot(self, org: Organisation, lot_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return lots.lot_view(session, lots.visible_lot(session, org, lot_id), self.collateral)
+
+    def lot_timeline(self, org: Organisation, lot_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            lot = lots.visible_lot(session, org, lot_id)
+            return lots.timeline(session, self.collateral, lot, from_block=self.chain.client.deployment.block_number)
+
+    def reconcile_actions(self) -> int:
+        """One pass of the background submitter (tests and the CLI call it directly)."""
+        return submission.reconcile(self.db, self.collateral)
 
     def authenticate(self, api_key: str) -> Organisation:
         with self.db.session() as session:
@@ -168,6 +282,13 @@ class Ledger:
         with self.db.session() as session:
             return proofs.multiproof_bundle(session, index, lot, interval_s=self.settings.batch_interval_s)
 
+    def production(self, org: Organisation, metric: str, device: str, **params: str | None) -> dict[str, Any]:
+        """A production-metric answer with its evidence (:mod:`ledger.production`); ``params`` as
+        :meth:`attestation.production.ProductionQuery.parse` takes them."""
+        query = ProductionQuery.parse(metric, device, **params)
+        with self.db.session() as session:
+            return production.production_answer(session, org, query)
+
     def batch_tree(self, index: int) -> dict[str, Any]:
         with self.db.session() as session:
             return proofs.tree_export(session, index)
@@ -177,6 +298,24 @@ class Ledger:
 
     def device_history(self, device_id: str) -> dict[str, Any]:
         return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
+
+
+def _signature_bytes(signature: Any) -> bytes:
+    text = signature if isinstance(signature, str) else ""
+    try:
+        raw = bytes.fromhex(text[2:]) if text.startswith("0x") else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 65:
+        raise Invalid("signature must be 0x and the 65-byte r||s||v of eth_signTypedData_v4 (132 hex digits)", code="invalid_signature")
+    return raw
+
+
+def _organisation_view(org: Organisation, registration: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "chain_org": org.chain_org,
+        "chain_tx": org.chain_tx, "registration": registration,
+    }  # fmt: skip
 
 
 def _finality(settings: Settings, kind: str) -> Finality:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="Any SQLAlchemy URL; default SQLite in the data dir")
     chain: str = Field("managed", description="managed | embedded | http(s):// JSON-RPC URL")
     relayer_key: str | None = Field(None, description="0x private key that signs transactions (needed for an RPC chain)")
+    public_rpc_url: str | None = Field(
+        None,
+        description="The JSON-RPC URL /healthz publishes for third-party tools; default: the managed node's URL, or the "
+        "chain URL if it carries no credentials (user:password, a query or a path, where hosted providers put API keys)",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     mqtt_url: str | None = Field(None, description="mqtt://host:1883 (or mqtts://, user:pass@); unset: no MQTT bridge")
@@ -66,6 +72,18 @@ class Settings(BaseSettings):
         if v in ("managed", "embedded") or v.startswith(("http://", "https://")):
             return v
         raise ValueError("PLEDGELEDGER_CHAIN must be managed, embedded or an http(s):// JSON-RPC URL")
+
+    def published_rpc_url(self, rpc_url: str | None) -> str | None:
+        """The chain URL third-party tools may be told (``/healthz``): :attr:`public_rpc_url` if set; else
+        ``rpc_url`` unless it is the configured JSON-RPC URL and carries what may be a secret."""
+        if self.public_rpc_url:
+            return self.public_rpc_url
+        if rpc_url is None or rpc_url != self.chain:
+            return rpc_url  # the managed node's loopback URL, or none (embedded)
+        parts = urlsplit(rpc_url)
+        if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
+            return None
+        return rpc_url
 
     @property
     def database_url(self) -> str:

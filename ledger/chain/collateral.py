@@ -23,7 +23,7 @@ components), so the contract's ABI is the only argument table.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cache
@@ -37,14 +37,15 @@ from web3 import Web3
 from web3.contract import Contract
 
 from ledger.chain.artifacts import load_artifact
-from ledger.chain.base import COLLATERAL, ChainError
-from ledger.chain.client import ChainClient
+from ledger.chain.base import COLLATERAL, ChainError, SignedTx
+from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
 
 __all__ = [
     "ACTIONS",
     "Action",
     "CollateralClient",
     "Domain",
+    "Event",
     "Lot",
     "Organisation",
     "Party",
@@ -374,6 +375,17 @@ class Party:
 
 
 @dataclass(frozen=True)
+class Event:
+    """One decoded CollateralRegistry event and where it is on chain."""
+
+    name: str
+    args: dict[str, Any]
+    tx_hash: str
+    block_number: int
+    log_index: int
+
+
+@dataclass(frozen=True)
 class Transition:
     """A mined transition."""
 
@@ -390,7 +402,7 @@ def deploy_collateral_registry(
     admin: str | None = None,
     registrar: str | None = None,
     supervisor: str | None = None,
-    admin_delay: int = 2 * 24 * 3600,
+    admin_delay: int = COLLATERAL_ADMIN_DELAY_S,
 ) -> str:
     """Deploy CollateralRegistry from the relayer; returns its address.
 
@@ -543,6 +555,32 @@ class CollateralClient:
         The typed data is checked again (:func:`typed_data`) and must name this contract's domain.
         Raises :class:`~ledger.chain.base.ChainRevert` with the contract's error if it is refused.
         """
+        action, what, data = self._encode(typed, signatures)
+        return self._transact(action, what, data)
+
+    def send(
+        self, typed: Mapping[str, Any], signatures: Sequence[bytes], *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """The sending half of :meth:`submit`, for a caller that keeps track of the transaction across crashes:
+        the gas estimate runs the transition first (a refusal raises :class:`~ledger.chain.base.ChainRevert`,
+        nothing is sent), then ``record(signed)`` runs before the broadcast (write-ahead). Does not wait:
+        :meth:`outcome` tells what became of it."""
+        _, what, data = self._encode(typed, signatures)
+        return self.chain.send_transaction(what, self.address, data, record=record)
+
+    def outcome(self, action: str, tx_hash: str, *, timeout: float = 0) -> Transition | None:
+        """The mined transition of a sent transaction, ``None`` if not mined within ``timeout`` seconds.
+        Raises :class:`~ledger.chain.base.ChainRevert` with the contract's error if it reverted."""
+        receipt = self.chain.receipt(action, tx_hash, timeout=timeout)
+        if receipt is None:
+            return None
+        return Transition(
+            action, Web3.to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]),
+            list(receipt["logs"]),
+        )  # fmt: skip
+
+    def _encode(self, typed: Mapping[str, Any], signatures: Sequence[bytes]) -> tuple[str, str, str]:
+        """``(primary type, what, calldata)`` of a signed transition, its typed data checked again."""
         action = str(typed.get("primaryType"))
         spec = _action(action)
         checked = typed_data(action, self.domain(), typed["message"])
@@ -554,7 +592,26 @@ class CollateralClient:
         data = self.contract.encode_abi(
             spec.function, [*args, message["deadline"], nonces, [bytes(s) for s in signatures]]
         )
-        return self._transact(action, f"{spec.function} ({action})", data)
+        return action, f"{spec.function} ({action})", data
+
+    def events(self, *, lot: bytes | None = None, from_block: int = 0) -> list[Event]:
+        """The contract's events, oldest first: those of ``lot`` (every lot event indexes the lot first), or all.
+
+        Each is decoded with the ABI (``bytes`` as ``0x`` hex, ``Status``/``Role`` as their names)."""
+        topics: list[Any] = [None, "0x" + bytes(lot).hex()] if lot is not None else []
+        logs = self.chain.reader.get_logs(self.address, topics=topics, from_block=from_block)
+        return [event for event in map(self._decode_event, logs) if event is not None]
+
+    def _decode_event(self, log: Any) -> Event | None:
+        topic0 = bytes(log["topics"][0]) if log["topics"] else b""
+        abi = _event_abis().get(topic0)
+        if abi is None:
+            return None
+        decoded = self.contract.events[abi["name"]]().process_log(log)
+        args = {item["name"]: _event_value(item, decoded["args"][item["name"]]) for item in abi["inputs"]}
+        return Event(
+            abi["name"], args, Web3.to_hex(log["transactionHash"]), int(log["blockNumber"]), int(log["logIndex"])
+        )
 
     def _arguments(self, spec: Action, message: Mapping[str, Any]) -> list[Any]:
         """The function's leading ABI inputs, filled from the message by name."""
@@ -587,6 +644,31 @@ def _function_inputs(function: str) -> list[dict[str, Any]]:
         if item["type"] == "function" and item["name"] == function:
             return list(item["inputs"])
     raise ChainError(f"{COLLATERAL} has no function {function}")  # pragma: no cover - artifact mismatch
+
+
+@cache
+def _event_abis() -> dict[bytes, dict[str, Any]]:
+    """topic0 -> event ABI of every CollateralRegistry event."""
+    table = {}
+    for item in load_artifact(COLLATERAL)["abi"]:
+        if item["type"] == "event":
+            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+            table[keccak(text=signature)] = item
+    return table
+
+
+_ENUMS = {"Status": Status, "Role": Role}
+
+
+def _event_value(item: Mapping[str, Any], value: Any) -> Any:
+    enum = _ENUMS.get(str(item.get("internalType", "")).rsplit(".", 1)[-1].removeprefix("enum "))
+    if enum is not None:
+        return enum(value).name.lower()
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_event_value({"type": item["type"][:-2]}, v) for v in value]
+    return value
 
 
 def _abi_value(item: Mapping[str, Any], message: Mapping[str, Any]) -> Any:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: organisations, API keys, devices and keys, readings, batches.
+"""SQLAlchemy 2 models: organisations, API keys, devices and keys, readings, batches, lots and actions.
 
 Timestamps are stored as naive UTC ``DateTime`` (portable across SQLite and PostgreSQL);
 :func:`utc` turns them back into aware datetimes.
@@ -24,13 +24,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "ACTION_STATES",
     "ANCHORED_STATES",
+    "Action",
+    "ActionSignature",
     "ApiKey",
     "Base",
     "Batch",
     "Device",
     "DeviceGap",
     "DeviceKeyRecord",
+    "Lot",
+    "LotDevice",
     "Organisation",
     "Reading",
     "Webhook",
@@ -64,6 +69,7 @@ class Base(DeclarativeBase):
 
 class Organisation(Base):
     __tablename__ = "organisations"
+    __table_args__ = (UniqueConstraint("chain_org", name="uq_organisations_chain_org"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -72,6 +78,9 @@ class Organisation(Base):
     # operators only: PEM roots their device keys must chain to (None: no certificate required)
     device_ca: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    # its id in CollateralRegistry (uint24) once ``signer`` is registered there, and that transaction
+    chain_org: Mapped[int | None] = mapped_column(Integer)
+    chain_tx: Mapped[str | None] = mapped_column(String(66))
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="organisation")
 
@@ -238,3 +247,110 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Lot(Base):
+    """A goods lot. ``id`` is its electronic warehouse receipt code (one receipt, one lot), the ``lot`` of
+    its readings; on chain the lot is ``chain_lot`` = ``keccak256(id)``.
+
+    The chain is the record of the lot's state and parties; these columns are the off-chain metadata
+    (the documents whose hashes the chain holds) and a cache of the last state seen on chain
+    (``status``, ``bank_id``, ``quantity``), updated whenever one of its actions is mined, so that
+    reads can be scoped by party without a chain call per lot.
+    """
+
+    __tablename__ = "lots"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chain_lot: Mapped[str] = mapped_column(String(66), unique=True)  # 0x keccak256(id)
+    warehouse_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    bank_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)  # once pledged
+    insurer_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"), index=True)  # who insures it
+    status: Mapped[str] = mapped_column(String(16), default="inbound")  # lower-case ICollateralRegistry.Status
+    quantity: Mapped[int] = mapped_column(BigInteger)  # in ``unit``, as on chain
+    unit: Mapped[str] = mapped_column(String(8))
+    goods: Mapped[str] = mapped_column(Text)  # JSON description; its hash is on chain
+    goods_hash: Mapped[str] = mapped_column(String(66))
+    assay: Mapped[str | None] = mapped_column(Text)  # JSON quality/assay record; hash on chain
+    assay_hash: Mapped[str | None] = mapped_column(String(66))
+    registration: Mapped[str | None] = mapped_column(String(128))  # movable-property registration number
+    terms: Mapped[str | None] = mapped_column(Text)  # JSON loan terms agreed at pledge; hash on chain
+    terms_hash: Mapped[str | None] = mapped_column(String(66))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+    devices: Mapped[list[LotDevice]] = relationship(back_populates="lot", order_by="LotDevice.position")
+
+
+class LotDevice(Base):
+    """A device supervising a lot (on chain in the lot's record and ``lotOfDevice``)."""
+
+    __tablename__ = "lot_devices"
+
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+    lot: Mapped[Lot] = relationship(back_populates="devices")
+
+
+#: An action's states (SPEC §8): collecting signatures → submitted (``tx_hash``) → confirmed (mined) or
+#: failed (``error_code``/``error_message``: the contract's reason); ``expired`` when its deadline passed
+#: before every signature came in.
+ACTION_STATES = ("collecting", "submitted", "confirmed", "failed", "expired")
+
+
+class Action(Base):
+    """A proposed lot transition (SPEC §8): the EIP-712 typed data every required party signs.
+
+    ``type`` is the API's name (``pledge``, ``partial_release``...), ``primary_type`` the contract's
+    (``Pledge``, ``PartialRelease``...). ``required`` is the JSON list of ``{"role", "org", "signer"}``
+    in signature order. ``proposed_by`` is null for actions the system raises itself (a freeze by the
+    supervision key, a margin call).
+    """
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_lot_created", "lot_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    lot_id: Mapped[str | None] = mapped_column(ForeignKey("lots.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    primary_type: Mapped[str] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text)  # JSON, as proposed
+    typed_data: Mapped[str] = mapped_column(Text)  # JSON, the EIP-712 document every party signs
+    required: Mapped[str] = mapped_column(Text)  # JSON list of parties
+    status: Mapped[str] = mapped_column(String(16), default="collecting", index=True)
+    proposed_by: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"))
+    deadline: Mapped[datetime] = mapped_column(DateTime)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    raw_tx: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed transaction, recorded before it is sent
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    signatures: Mapped[list[ActionSignature]] = relationship(
+        back_populates="action", order_by="ActionSignature.position", cascade="all, delete-orphan"
+    )
+
+
+class ActionSignature(Base):
+    """One party's EIP-712 signature of an action's typed data, at its ``position`` in ``required``."""
+
+    __tablename__ = "action_signatures"
+    __table_args__ = (UniqueConstraint("action_id", "position", name="uq_action_signatures_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
+    organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"))  # null: supervision key
+    signer: Mapped[str] = mapped_column(String(42))
+    signature: Mapped[str] = mapped_column(String(132))  # 0x r||s||v
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+    action: Mapped[Action] = relationship(back_populates="signatures")
