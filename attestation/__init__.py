@@ -16,6 +16,8 @@ Modules:
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
 - :mod:`attestation.documents`  how documents, identifiers and a freeze's evidence (``reason``) are hashed for the chain
+- :mod:`attestation.collateral` CollateralRegistry's transitions, calldata, events and lot state machine, for verifiers
+- :mod:`attestation.evidence`   a lot's evidence package (``pledgeledger.evidence/1``) and its verifier
 - :mod:`attestation.production` production metrics (kWh, run hours, utilisation) and the verifier of their answers
 - :mod:`attestation.errors`     the error tree
 """

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 
 from attestation.errors import AttestationError
 from attestation.production import ProductionQuery
-from ledger import actions, audit, devices, ingest, lots, metrics, org_chain, orgs, production, proofs, submission, valuation, webhooks
+from ledger import actions, audit, devices, evidence, ingest, lots, metrics, org_chain, orgs, production, proofs, submission, valuation, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
-from ledger.chain.base import COLLATERAL
+from ledger.chain.base import COLLATERAL, ChainError
 from ledger.chain.collateral import CollateralClient
-from ledger.errors import Conflict, Invalid, LedgerError
+from ledger.errors import Conflict, Invalid, LedgerError, Unavailable
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -358,6 +359,28 @@ class Ledger:
 
     def device_history(self, device_id: str) -> dict[str, Any]:
         return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
+
+    def evidence(self, org: Organisation, lot_id: str) -> tuple[str, IO[bytes]]:
+        """The lot's evidence package (:mod:`ledger.evidence`) as ``(file name, zip file at offset 0)``, for
+        whoever may read the lot (:func:`ledger.lots.visible_lot`); the caller closes the file. Up to 32 MiB stay in memory, a larger package goes to a temporary file."""
+        out = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+        try:
+            with self.db.session() as session:
+                lot = lots.visible_lot(session, org, lot_id)
+                from_block = self.chain.client.deployment.block_number
+                manifest = evidence.build_evidence(
+                    session, self.chain.client, lot, out, interval_s=self.settings.batch_interval_s,
+                    timeline=lambda: lots.timeline(session, self.collateral, lot, from_block=from_block),
+                )  # fmt: skip
+                name = evidence.evidence_filename(lot, manifest["chain"]["head"]["number"])
+        except ChainError as exc:
+            out.close()
+            raise Unavailable(f"could not read the chain to make the package: {exc}; try again", code="chain_unavailable") from exc
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return name, out
 
 
 def _signature_bytes(signature: Any) -> bytes:

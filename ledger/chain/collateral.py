@@ -37,6 +37,7 @@ from eth_utils.address import is_address
 from web3 import Web3
 from web3.contract import Contract
 
+from attestation.collateral import LOT_ACTIONS
 from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import COLLATERAL, ChainError, SignedTx
 from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
@@ -145,38 +146,16 @@ def _parse_type_string(type_string: str) -> tuple[str, tuple[tuple[str, str], ..
     return match.group(1), fields
 
 
+#: Who gives the single ``nonce`` signature of an either/or transition.
+_ALTERNATIVES = {"MarginCall": ("bank", SUPERVISOR), "Freeze": ("warehouse", SUPERVISOR), "DefaultUncured": (SUPERVISOR,)}
+
 _ACTION_LIST = (
     Action("RegisterOrganisation(uint8 role,address signer,string name,uint256 nonce,uint256 deadline)",
            "registerOrganisation", ("signer",)),
     Action("RotateSigner(uint24 org,address newSigner,uint256 currentNonce,uint256 newNonce,uint256 deadline)",
            "rotateSigner"),
-    Action("RegisterLot(bytes32 lot,uint24 warehouse,uint24 enterprise,bytes32 goods,uint64 quantity,bytes8 unit,"
-           "bytes32[] devices,uint256 warehouseNonce,uint256 deadline)", "registerLot"),
-    Action("VerifyLot(bytes32 lot,bytes32 assay,uint64 quantity,uint256 warehouseNonce,uint256 enterpriseNonce,"
-           "uint256 deadline)", "verifyLot"),
-    Action("Pledge(bytes32 lot,uint24 bank,bytes32 registration,bytes32 terms,uint64 quantity,uint64 minQuantity,"
-           "uint256 enterpriseNonce,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "pledge"),
-    Action("PartialRelease(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "partialRelease"),
-    Action("SubstituteIn(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 enterpriseNonce,uint256 warehouseNonce,uint256 deadline)", "substituteIn"),
-    Action("SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "substituteOut"),
-    Action("MarginCall(bytes32 lot,bytes32 reason,uint40 cureBy,uint256 nonce,uint256 deadline)", "marginCall",
-           ("bank", SUPERVISOR)),
-    Action("CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,"
-           "uint256 deadline)", "cureWithGoods"),
-    Action("CureWithCash(bytes32 lot,bytes32 payment,uint256 bankNonce,uint256 deadline)", "cureWithCash"),
-    Action("Freeze(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "freeze", ("warehouse", SUPERVISOR)),
-    Action("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "unfreeze"),
-    Action("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)", "declareDefault"),
-    Action("DefaultUncured(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "defaultUncured",
-           (SUPERVISOR,)),
-    Action("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "enforce"),
-    Action("Release(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "release"),
-    Action("Close(bytes32 lot,uint256 warehouseNonce,uint256 deadline)", "close"),
-    Action("ClosePledged(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "close"),
+    # the lot transitions, as the evidence verifier knows them too
+    *(Action(lot.type_string, lot.function, _ALTERNATIVES.get(name, ())) for name, lot in LOT_ACTIONS.items()),
 )  # fmt: skip
 
 #: Every typed-data primary type of CollateralRegistry, by name.

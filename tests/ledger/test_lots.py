@@ -4,7 +4,6 @@ and a crash at each step of the submission is recovered on restart without sendi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
