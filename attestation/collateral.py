@@ -144,13 +144,14 @@ _LOT_ACTION_LIST = (
               "uint256 enterpriseNonce,uint256 warehouseNonce,uint256 deadline)", "substituteIn", grouped=True),
     LotAction("SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
               "uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "substituteOut", grouped=True),
-    LotAction("MarginCall(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "marginCall"),
+    LotAction("MarginCall(bytes32 lot,bytes32 reason,uint40 cureBy,uint256 nonce,uint256 deadline)", "marginCall"),
     LotAction("CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,"
               "uint256 deadline)", "cureWithGoods"),
     LotAction("CureWithCash(bytes32 lot,bytes32 payment,uint256 bankNonce,uint256 deadline)", "cureWithCash"),
     LotAction("Freeze(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "freeze"),
     LotAction("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "unfreeze"),
     LotAction("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)", "declareDefault"),
+    LotAction("DefaultUncured(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "defaultUncured"),
     LotAction("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "enforce"),
     LotAction("Release(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
               "release"),
@@ -277,7 +278,7 @@ _LOT_EVENT_LIST = (
     "LotPartiallyReleased(bytes32 indexed lot,uint64 quantity,uint64 remaining)",
     "SubstitutionGoodsVerified(bytes32 indexed lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut)",
     "SubstitutionCompleted(bytes32 indexed lot,bytes32 goods,bytes32 assay,uint64 quantityOut,uint64 remaining)",
-    "MarginCalled(bytes32 indexed lot,address indexed by,bytes32 reason)",
+    "MarginCalled(bytes32 indexed lot,address indexed by,bytes32 reason,uint40 cureBy)",
     "MarginCallCuredWithGoods(bytes32 indexed lot,bytes32 goods,bytes32 assay,uint64 quantityIn)",
     "MarginCallCuredWithCash(bytes32 indexed lot,bytes32 payment)",
     "LotFrozen(bytes32 indexed lot,address indexed by,bytes32 reason)",
@@ -371,6 +372,7 @@ class LotState:
     min_quantity: int = 0
     unit: str = ""
     released: int = 0
+    cure_by: int = 0  # Unix time the current (or last) margin call must be cured by
     goods: str = "0x" + "00" * 32
     assay: str = "0x" + "00" * 32
 
@@ -406,7 +408,7 @@ def _apply(state: LotState, event: LotEvent) -> LotState:
         case "SubstitutionCompleted":
             return replace(state, quantity=a["remaining"], goods=a["goods"], assay=a["assay"])
         case "MarginCalled":
-            return replace(state, status="margin_call")
+            return replace(state, status="margin_call", cure_by=a["cureBy"])
         case "MarginCallCuredWithGoods":
             return replace(state, status="pledged", quantity=state.quantity + a["quantityIn"], goods=a["goods"], assay=a["assay"])
         case "MarginCallCuredWithCash":

@@ -471,7 +471,7 @@ def _check_contracts(pkg: _Package) -> str:
         anchor = pkg.load(path).get("anchor", {})
         if anchor.get("chain_id") != pkg.chain_id or not _same_address(anchor.get("contract"), pkg.contract(ANCHOR)):
             found.append(f"{path} is anchored in {anchor.get('contract')} on chain {anchor.get('chain_id')}")
-    _findings(found, f"records name other contracts than the manifest's")
+    _findings(found, "records name other contracts than the manifest's")
     return f"{COLLATERAL} {pkg.contract(COLLATERAL)}, {ANCHOR} {pkg.contract(ANCHOR)} (its registry {registry}) all on chain"
 
 

@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
+    price_max_age_s: float = Field(
+        86400.0, gt=0, description="Refuse price points observed longer ago, and value no lot at a latest price older than this"
+    )
+    valuation_interval_s: float = Field(60.0, gt=0, description="Value every pledged lot this often (and whenever a price arrives)")
+    supervision_poll_s: float | None = Field(
+        None, gt=0, le=60, description="How often the supervision loop looks for new readings; default a quarter of "
+        "batch_interval_s, at most 0.5 s, so an alert's freeze is sent within one anchoring interval"
+    )
+    supervision_sweep_s: float = Field(
+        5.0, gt=0, le=3600, description="How often silent devices, look-ahead checks and unfrozen lots are looked at"
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text (default) or one JSON object each")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least severe level logged")
 
@@ -84,6 +95,10 @@ class Settings(BaseSettings):
         if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
             return None
         return rpc_url
+
+    @property
+    def supervision_poll(self) -> float:
+        return self.supervision_poll_s or min(0.5, self.batch_interval_s / 4)
 
     @property
     def database_url(self) -> str:

@@ -510,19 +510,24 @@ class ChainReader:
         On the wrong chain nothing else is read (the verifier reports the mismatch). Raises
         :class:`ChainError` if no contract exists at the bundle's address.
         """
+        facts = self._checkpoint_facts(query)
+        if facts.chain_id != query.chain_id:
+            return facts
+        key = self.key_at(self.device_registry_of(query.contract), query.device, query.timestamp)
+        on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
+        return replace(facts, device_key=on_chain)
+
+    def _checkpoint_facts(self, query: AnchorQuery) -> ChainFacts:
+        """The checkpoint's facts (root, previous root, the anchoring transaction), no device key."""
         if self.chain_id != query.chain_id:
             return ChainFacts(chain_id=self.chain_id, contract=query.contract, root=None, device_key=None)
         if not self.has_code(query.contract):
             raise ChainError(f"no contract at {query.contract} on chain {self.chain_id}")
-        root = self._root_or_none(query.contract, query.index)
-        registry = self.device_registry_of(query.contract)
-        key = self.key_at(registry, query.device, query.timestamp)
-        on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
         return ChainFacts(
             chain_id=self.chain_id,
             contract=query.contract,
-            root=root,
-            device_key=on_chain,
+            root=self._root_or_none(query.contract, query.index),
+            device_key=None,
             previous_root=self._root_or_none(query.contract, query.index - 1) if query.index > 0 else None,
             anchored=self._anchored_by(query.contract, query.tx_hash),
         )
@@ -547,19 +552,31 @@ class ChainReader:
     def chain_facts_many(self, queries: Sequence[AnchorQuery]) -> list[ChainFacts]:
         """:meth:`chain_facts` for every reading of a bundle (``attestation.chain_queries``).
 
-        The checkpoint is read once (from the first query); each device's key history is read
-        once with ``keysOf`` and resolved at each reading's time as ``keyAt`` resolves it. The
-        queries of one bundle all name the same chain, contract and checkpoint.
+        Each checkpoint the queries name is read once (a proof or multiproof bundle names one, a
+        production answer one per batch of its evidence); each device's key history is read once
+        per registry with ``keysOf`` and resolved at each reading's time as ``keyAt`` resolves it.
         """
-        first = self.chain_facts(queries[0])
-        if first.chain_id != queries[0].chain_id:  # the wrong chain: nothing more is read
-            return [first] * len(queries)
-        registry = self.device_registry_of(first.contract)
-        histories = {
-            device: [OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.device_keys(registry, device)]
-            for device in {q.device for q in queries}
-        }
-        return [replace(first, device_key=key_valid_at(histories[q.device], q.timestamp)) for q in queries]
+        checkpoints: dict[tuple[int, str, int, str], ChainFacts] = {}
+        registries: dict[str, str] = {}
+        histories: dict[tuple[str, str], list[OnChainKey]] = {}
+        out = []
+        for q in queries:
+            where = (q.chain_id, q.contract.lower(), q.index, q.tx_hash.lower())
+            if where not in checkpoints:
+                checkpoints[where] = self._checkpoint_facts(q)
+            facts = checkpoints[where]
+            if facts.chain_id != q.chain_id:  # the wrong chain: nothing more is read
+                out.append(facts)
+                continue
+            if facts.contract.lower() not in registries:
+                registries[facts.contract.lower()] = self.device_registry_of(facts.contract)
+            registry = registries[facts.contract.lower()]
+            if (registry, q.device) not in histories:
+                histories[registry, q.device] = [
+                    OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.device_keys(registry, q.device)
+                ]
+            out.append(replace(facts, device_key=key_valid_at(histories[registry, q.device], q.timestamp)))
+        return out
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -70,12 +70,12 @@ class EvidenceReader:
     def lot_state(self, registry: str, lot: str) -> LotState:
         fn = self.reader.contract(COLLATERAL, registry).functions.lotOf(bytes.fromhex(lot[2:]))
         (warehouse, enterprise, bank, status, frozen_from, control_start, quantity, min_quantity, unit, released,
-         goods, assay) = self.reader._call(f"lotOf({lot})", fn)  # fmt: skip
+         cure_by, goods, assay) = self.reader._call(f"lotOf({lot})", fn)  # fmt: skip
         return LotState(
             warehouse=int(warehouse), enterprise=int(enterprise), bank=int(bank), status=STATUSES[status],
             frozen_from=STATUSES[frozen_from], control_start=int(control_start), quantity=int(quantity),
             min_quantity=int(min_quantity), unit=bytes(unit).rstrip(b"\0").decode("ascii", "replace"),
-            released=int(released), goods="0x" + bytes(goods).hex(), assay="0x" + bytes(assay).hex(),
+            released=int(released), cure_by=int(cure_by), goods="0x" + bytes(goods).hex(), assay="0x" + bytes(assay).hex(),
         )  # fmt: skip
 
     def device_keys(self, registry: str, device: str) -> list[OnChainKey]:

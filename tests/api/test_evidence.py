@@ -13,7 +13,6 @@ from contextlib import nullcontext
 from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 

@@ -4,7 +4,6 @@ and a crash at each step of the submission is recovered on restart without sendi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -22,8 +21,8 @@ from ledger.store.models import Action, Organisation
 
 GOODS = {"commodity": "copper cathode", "grade": "A", "bundles": 40}
 ASSAY = {"lab": "SGS", "cu_pct": 99.99, "certificate": "SGS-2026-118"}
-TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "copper", "haircut": 0.3, "warning_ltv": 0.7,
-         "disposal_ltv": 0.8, "min_control_value": 5_000_000}  # fmt: skip
+TERMS = {"loan_value": "6000000.00", "currency": "CNY", "commodity": "copper", "haircut": "0.30", "warning_ltv": "0.70",
+         "disposal_ltv": "0.80", "min_quantity": 6_000, "cure_period_s": 86_400}  # fmt: skip
 
 
 def key(name: str) -> LocalAccount:
@@ -35,6 +34,7 @@ class World:
     ledger: object
     keys: dict[str, LocalAccount]
     orgs: dict[str, Organisation]
+    api_keys: dict[str, str]
 
     def sign(self, action: dict, *names: str) -> dict:
         view = action
@@ -48,12 +48,17 @@ class World:
         return self.sign(action, *signers)
 
 
-def make_world(ledger, names=("warehouse", "enterprise", "bank", "other_bank", "insurer", "auditor")) -> World:  # type: ignore[no-untyped-def]
-    roles = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "other_bank": "bank", "insurer": "insurer", "auditor": "auditor"}
-    keys, orgs = {}, {}
+ROLES = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "other_bank": "bank", "insurer": "insurer", "auditor": "auditor"}
+
+
+def make_world(ledger, names=tuple(ROLES), roles=ROLES, aliases=None) -> World:  # type: ignore[no-untyped-def]
+    """Organisations whose keys the test holds, each registered on chain by signing its own registration;
+    ``aliases`` also file some under the names the helpers use (``warehouse``, ``enterprise``)."""
+    keys, orgs, api_keys = {}, {}, {}
     for name in names:
         keys[name] = key(name)
         new = ledger.create_organisation(name=name, role=roles[name], signer=keys[name].address)
+        api_keys[name] = new.api_key
         org = ledger.authenticate(new.api_key)
         mine = ledger.organisation(org)
         assert mine["chain_org"] is None and mine["registration"]["status"] == "collecting"
@@ -63,7 +68,9 @@ def make_world(ledger, names=("warehouse", "enterprise", "bank", "other_bank", "
         assert done["status"] == "confirmed", done
         orgs[name] = ledger.authenticate(new.api_key)
         assert orgs[name].chain_org == ledger.collateral.organisation_of(keys[name].address) > 0
-    return World(ledger, keys, orgs)
+    for alias, name in (aliases or {}).items():
+        keys[alias], orgs[alias], api_keys[alias] = keys[name], orgs[name], api_keys[name]
+    return World(ledger, keys, orgs, api_keys)
 
 
 @pytest.fixture
@@ -130,8 +137,8 @@ def test_scope_and_refusals_before_the_chain(world: World) -> None:
     with pytest.raises(Forbidden):
         ledger.propose_action(orgs["auditor"], "EWR-L-2", {"type": "freeze", "params": {"reason": "x"}})
     with pytest.raises(Invalid) as bad:
-        ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "pledge", "params": {"bank": "bank", "registration": "R", "terms": {**TERMS, "warning_ltv": 0.9}, "min_quantity": 1}})
-    assert bad.value.code == "invalid_params" and "disposal_ltv" in bad.value.message
+        ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "pledge", "params": {"bank": "bank", "registration": "R", "terms": {**TERMS, "warning_ltv": "0.90"}}})
+    assert bad.value.code == "invalid_terms" and "disposal_ltv" in bad.value.message
     with pytest.raises(Invalid):
         ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "teleport", "params": {}})
     with pytest.raises(Conflict) as sub:
@@ -274,3 +281,47 @@ def test_affiliated_warehouse_cannot_register_the_enterprises_goods(world: World
     ledger.set_affiliation("warehouse", "enterprise", False)
     again = ledger.propose_action(world.orgs["warehouse"], "EWR-L-9", {"type": "register", "params": {}})
     assert world.sign(again, "warehouse")["status"] == "confirmed"
+
+
+@pytest.mark.anvil
+def test_restart_sends_the_recorded_transaction_the_dead_process_left_in_the_pool(tmp_path, ledger_factory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A real restart on a managed anvil: the process recorded and broadcast the action's transaction, then
+    died before it was mined (the node's pool died with it). The next start finds the recorded transaction
+    unknown to the node, broadcasts the same raw bytes again, and confirms the action: one transaction."""
+    from tests.ledger.chain.test_chain import need_anvil
+
+    need_anvil()
+    db_url, data_dir = f"sqlite:///{tmp_path / 'restart.sqlite3'}", tmp_path / "data"
+    ledger = ledger_factory(db_url, chain="managed", data_dir=data_dir)
+    world = make_world(ledger, names=("warehouse", "enterprise"))
+    new_lot(world, "EWR-L-10", "lots-scale-10")
+    action_id = _complete_without_submitting(world, "EWR-L-10", "verify", {"quantity": 10_000, "assay": ASSAY}, "warehouse", "enterprise")
+    mined_before = _relayer_nonce(world)
+    ledger.chain.w3.provider.make_request("evm_setAutomine", [False])
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise Crash
+
+    monkeypatch.setattr(ledger.collateral, "outcome", crash)
+    with pytest.raises(Crash):
+        submission.submit_complete(ledger.db, ledger.collateral, action_id)
+    recorded = ledger.action(world.orgs["warehouse"], action_id)
+    assert recorded["status"] == "submitted" and ledger.chain.client.transaction_status(recorded["tx_hash"]) == "pending"
+    ledger.close()  # the process and its managed node are gone; the transaction was never mined
+
+    restarted = ledger_factory(db_url, chain="managed", data_dir=data_dir, start_anchoring=True)
+    assert restarted.chain.client.transaction_status(recorded["tx_hash"]) == "unknown"
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=30)
+    while restarted.action(world.orgs["warehouse"], action_id)["status"] == "submitted":
+        assert datetime.now(timezone.utc) < deadline, "the restarted service never finished the action"
+        import time
+
+        time.sleep(0.2)
+    done = restarted.action(world.orgs["warehouse"], action_id)
+    assert done["status"] == "confirmed" and done["tx_hash"] == recorded["tx_hash"]
+    client = restarted.chain.client
+    assert client.w3.eth.get_transaction_count(client.address) == mined_before + 1
+    assert restarted.collateral.lot(identifier_hash("EWR-L-10")).status == Status.VERIFIED
