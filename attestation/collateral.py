@@ -29,6 +29,7 @@ from eth_utils import to_checksum_address
 from sha3 import keccak_256
 
 __all__ = [
+    "DOMAIN_FIELDS",
     "DOMAIN_NAME",
     "DOMAIN_VERSION",
     "LOT_ACTIONS",
@@ -37,6 +38,7 @@ __all__ = [
     "LotAction",
     "LotEvent",
     "LotState",
+    "as_bytes",
     "check_typed_data",
     "decode_call",
     "decode_lot_event",
@@ -52,7 +54,8 @@ STATUSES = ("none", "inbound", "verified", "pledged", "margin_call", "frozen", "
 #: The contract's EIP-712 domain name and version.
 DOMAIN_NAME = "CollateralRegistry"
 DOMAIN_VERSION = "1"
-_DOMAIN_FIELDS = [
+#: The ``EIP712Domain`` type of the contract's domain.
+DOMAIN_FIELDS = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
@@ -69,7 +72,8 @@ def _hex(raw: bytes) -> str:
     return "0x" + bytes(raw).hex()
 
 
-def _bytes(value: Any, what: str) -> bytes:
+def as_bytes(value: Any, name: str) -> bytes:
+    """``bytes``, or a ``0x`` hex string as bytes; :class:`ValueError` naming ``name`` otherwise."""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, str) and value.startswith("0x"):
@@ -77,7 +81,7 @@ def _bytes(value: Any, what: str) -> bytes:
             return bytes.fromhex(value[2:])
         except ValueError:
             pass
-    raise ValueError(f"{what} is not 0x hex: {value!r}")
+    raise ValueError(f"{name} must be bytes or a 0x-prefixed hex string, got {value!r}")
 
 
 # --- transitions ----------------------------------------------------------------------------------
@@ -188,7 +192,7 @@ def check_typed_data(typed: Any, *, chain_id: int, contract: str, lot: str) -> L
     ):
         raise ValueError(f"the domain is {domain}, not CollateralRegistry's {wanted}")
     fields = [{"name": n, "type": t} for n, t in action.fields]
-    if typed.get("types") != {"EIP712Domain": _DOMAIN_FIELDS, primary: fields}:
+    if typed.get("types") != {"EIP712Domain": DOMAIN_FIELDS, primary: fields}:
         raise ValueError(f"the types are not the contract's {action.type_string}")
     message = typed.get("message")
     if not isinstance(message, Mapping) or set(message) != {n for n, _ in action.fields}:
@@ -201,7 +205,7 @@ def check_typed_data(typed: Any, *, chain_id: int, contract: str, lot: str) -> L
 def recover_signer(typed: Mapping[str, Any], signature: str) -> str:
     """The address whose key made ``signature`` (``0x`` r||s||v) over the EIP-712 document ``typed``."""
     try:
-        return str(Account.recover_message(encode_typed_data(full_message=dict(typed)), signature=_bytes(signature, "signature")))
+        return str(Account.recover_message(encode_typed_data(full_message=dict(typed)), signature=as_bytes(signature, "signature")))
     except Exception as exc:  # eth_keys / eth_account raise several types for malformed input
         raise ValueError(f"signature {signature[:20]}… does not recover: {exc}") from None
 
@@ -210,7 +214,7 @@ def _abi_value(value: Any, type_: str) -> Any:
     if type_.endswith("[]"):
         return [_abi_value(v, type_[:-2]) for v in value]
     if type_.startswith("bytes"):
-        return _bytes(value, type_)
+        return as_bytes(value, type_)
     if type_ == "address":
         return to_checksum_address(value)
     return value
@@ -225,7 +229,7 @@ def encode_call(typed: Mapping[str, Any], signatures: Sequence[str]) -> bytes:
     if action.grouped:
         args = [args[0], tuple(args[1:])]
     nonces = [message[name] for name in action.nonce_fields]
-    values = [*args, message["deadline"], nonces, [_bytes(s, "signature") for s in signatures]]
+    values = [*args, message["deadline"], nonces, [as_bytes(s, "signature") for s in signatures]]
     return action.selector + abi_encode(action._argument_types(), values)
 
 
@@ -249,7 +253,7 @@ def decode_call(data: bytes, *, chain_id: int, contract: str) -> tuple[dict[str,
         message: dict[str, Any] = {name: _json_value(v, t, False) for (name, t), v in zip(action.arguments, leading)}
         message.update(zip(action.nonce_fields, nonces), deadline=deadline)
         typed = {
-            "types": {"EIP712Domain": _DOMAIN_FIELDS, action.primary_type: [{"name": n, "type": t} for n, t in action.fields]},
+            "types": {"EIP712Domain": DOMAIN_FIELDS, action.primary_type: [{"name": n, "type": t} for n, t in action.fields]},
             "primaryType": action.primary_type,
             "domain": expected_domain(chain_id, contract),
             "message": message,
@@ -338,7 +342,7 @@ def decode_lot_event(topics: Sequence[str], data: str) -> LotEvent:
 
     Raises :class:`ValueError` for a log that is no lot event or does not decode.
     """
-    raw_topics = [_bytes(t, "topic") for t in topics]
+    raw_topics = [as_bytes(t, "topic") for t in topics]
     spec = _events_by_topic().get(raw_topics[0]) if raw_topics else None
     if spec is None:
         raise ValueError(f"topic {topics[0] if topics else None} is no CollateralRegistry lot event")
@@ -348,7 +352,7 @@ def decode_lot_event(topics: Sequence[str], data: str) -> LotEvent:
         raise ValueError(f"{spec.name} has {len(indexed)} indexed arguments, the log {len(raw_topics) - 1}")
     try:
         values = {n: abi_decode([t], topic)[0] for (n, t), topic in zip(indexed, raw_topics[1:])}
-        values.update(zip((n for n, _ in plain), abi_decode([t for _, t in plain], _bytes(data, "data"))))
+        values.update(zip((n for n, _ in plain), abi_decode([t for _, t in plain], as_bytes(data, "data"))))
     except Exception as exc:  # eth_abi raises its own DecodingError family
         raise ValueError(f"{spec.name} does not decode: {exc}") from None
     args = {n: _json_value(values[n], t, (spec.name, n) in _STATUS_ARGS) for n, t, _ in spec.inputs}
@@ -388,7 +392,7 @@ class LotState:
 
 
 def _unit(code: str) -> str:
-    return _bytes(code, "unit").rstrip(b"\0").decode("ascii", "replace")
+    return as_bytes(code, "unit").rstrip(b"\0").decode("ascii", "replace")
 
 
 def _apply(state: LotState, event: LotEvent) -> LotState:

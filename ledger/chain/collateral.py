@@ -37,7 +37,7 @@ from eth_utils.address import is_address
 from web3 import Web3
 from web3.contract import Contract
 
-from attestation.collateral import LOT_ACTIONS
+from attestation.collateral import DOMAIN_FIELDS, DOMAIN_NAME, DOMAIN_VERSION, LOT_ACTIONS, as_bytes
 from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import COLLATERAL, ChainError, SignedTx
 from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
@@ -161,17 +161,6 @@ _ACTION_LIST = (
 #: Every typed-data primary type of CollateralRegistry, by name.
 ACTIONS: dict[str, Action] = {action.primary_type: action for action in _ACTION_LIST}
 
-#: EIP-712 domain name and version of the contract (``EIP712("CollateralRegistry", "1")``).
-DOMAIN_NAME = "CollateralRegistry"
-DOMAIN_VERSION = "1"
-
-_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-
 
 # --- identifiers ------------------------------------------------------------------------------
 
@@ -230,7 +219,7 @@ def _normalise(value: Any, type_: str, name: str) -> Any:
         return value
     if type_.startswith("bytes"):
         size = int(type_[5:])
-        raw = _as_bytes(value, name)
+        raw = as_bytes(value, name)
         if len(raw) != size:
             raise ValueError(f"{name} must be {size} bytes, got {len(raw)}")
         return "0x" + raw.hex()
@@ -245,15 +234,6 @@ def _normalise(value: Any, type_: str, name: str) -> Any:
     raise ValueError(f"unsupported type {type_} of {name}")  # pragma: no cover - not in ACTIONS
 
 
-def _as_bytes(value: Any, name: str) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return bytes.fromhex(value[2:])
-        except ValueError:
-            pass
-    raise ValueError(f"{name} must be bytes or a 0x-prefixed hex string, got {value!r}")
 
 
 def typed_data(action: str, domain: Domain, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,7 +260,7 @@ def typed_data(action: str, domain: Domain, message: Mapping[str, Any]) -> dict[
         normalised[name] = _normalise(message[name], type_, f"{action}.{name}")
     return {
         "types": {
-            "EIP712Domain": list(_DOMAIN_TYPE),
+            "EIP712Domain": list(DOMAIN_FIELDS),
             action: [{"name": name, "type": type_} for name, type_ in spec.fields],
         },
         "primaryType": action,
@@ -475,7 +455,7 @@ class CollateralClient:
         (``lot``, ``warehouse``, ``bank``, ``org``, ``newSigner``, ``signer``) must be present.
         """
         spec = _action(action)
-        lot = self.lot(_as_bytes(message["lot"], "lot")) if "lot" in message else None
+        lot = self.lot(as_bytes(message["lot"], "lot")) if "lot" in message else None
         parties = []
         for role in spec.signers:
             if "|" in role or role == SUPERVISOR:
