@@ -410,7 +410,8 @@ def verify_evidence(
 
     Checks every file's SHA-256 against the manifest; every event against its transaction's receipt
     and the receipt against the node; that no event of the lot up to the package's block is missing;
-    the lot state the events imply against the claim and against lotOf now; every action's EIP-712
+    the lot state the events imply against the claim and against lotOf now; the lot's and the actions'
+    documents against the hashes on chain and in the signed typed data; every action's EIP-712
     typed data (this contract, this chain), each signature against its required signer, and each
     confirmed action's transaction calldata; the devices' keys against DeviceRegistry.keysOf; every
     reading bundle (signature, digest, multiproof, rootOf, device key at the reading's time).
