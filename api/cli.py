@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging.config
 import sys
-import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +25,8 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
 app.add_typer(org_app, name="org")
+feed_app = typer.Typer(help="Price feeds whose signed price points the ledger accepts (POST /v1/prices) to value pledged lots.")
+app.add_typer(feed_app, name="feed")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -147,7 +150,7 @@ def deploy(
     key: Annotated[Optional[str], typer.Option(help="0x private key paying for the deployment [env PLEDGELEDGER_RELAYER_KEY]")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Deploy DeviceRegistry and ReadingAnchor to any EVM chain and record the addresses in the data dir."""
+    """Deploy DeviceRegistry, ReadingAnchor and CollateralRegistry to any EVM chain and record the addresses in the data dir."""
     from ledger.chain.backends import deploy_to, open_chain
 
     settings = _settings(data_dir=data_dir, chain=rpc, relayer_key=key)
@@ -159,19 +162,93 @@ def deploy(
     print(json.dumps({"chain_id": deployment.chain_id, "contracts": deployment.contracts, "block_number": deployment.block_number}, indent=2))
 
 
+Rpc = Annotated[
+    Optional[str],
+    typer.Option("--rpc", help="JSON-RPC URL of the service's chain (its /healthz rpc_url); needed for what goes on chain"),
+]
+RelayerKey = Annotated[Optional[str], typer.Option("--key", help="0x relayer (registrar) private key [env PLEDGELEDGER_RELAYER_KEY; default: the dev chain's]")]
+
+
+@contextmanager
+def _chain_ledger(rpc: str, key: Optional[str], data_dir: Optional[Path], db_url: Optional[str]) -> Iterator[Any]:
+    """The ledger over the service's chain reached by URL (its deployment recorded in the data dir); no
+    background jobs, no MQTT."""
+    from ledger.chain import ANVIL_DEV_KEY
+    from ledger.service import Ledger
+
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=rpc, relayer_key=key)
+    settings.mqtt_url = None
+    if settings.relayer_key is None:
+        settings.relayer_key = ANVIL_DEV_KEY
+    ledger = Ledger.open(settings, start_anchoring=False)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[red]error[/] {getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}")
+    raise typer.Exit(2)
+
+
 @org_app.command("create")
 def org_create(
     name: Annotated[str, typer.Argument(help="Organisation name, unique")],
     role: Annotated[str, typer.Option(help="operator | bank | auditor | insurer | enterprise")],
     signer: Annotated[Optional[str], typer.Option(help="0x address that signs this organisation's EIP-712 approvals")] = None,
+    signer_key: Annotated[
+        Optional[str],
+        typer.Option("--signer-key", help="DEV/DEMO ONLY: the signer's 0x private key; its registration is signed here and submitted (needs --rpc)"),
+    ] = None,
+    rpc: Rpc = None,
+    key: RelayerKey = None,
     data_dir: DataDir = None,
     db_url: DbUrl = None,
 ) -> None:
-    """Create an organisation and print JSON with its API key (shown once; only its hash is stored)."""
+    """Create an organisation and print JSON with its API key (shown once; only its hash is stored).
+
+    With --signer the key's address is stored, and it must prove possession before it is recorded on chain
+    with the role: it signs the RegisterOrganisation typed data (GET /v1/organisation with the new API key
+    shows it; with --rpc it is printed here) and posts the signature to /v1/actions/{id}/signatures.
+    """
     from ledger.errors import LedgerError
     from ledger.orgs import create_organisation
     from ledger.store.db import Database
 
+    signing = None
+    if signer_key is not None:
+        from eth_account import Account
+
+        try:
+            signing = Account.from_key(signer_key)
+        except Exception:  # never echo the key
+            _fail(ValueError("--signer-key is not a 0x secp256k1 private key"))
+        if signer is not None and signer.lower() != signing.address.lower():
+            _fail(ValueError("--signer and --signer-key name different addresses"))
+        signer = signing.address
+        if rpc is None:
+            _fail(ValueError("--signer-key registers the signer on chain: pass --rpc URL"))
+    if rpc is not None:
+        try:
+            with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+                new = ledger.create_organisation(name=name, role=role, signer=signer)
+                org = ledger.authenticate(new.api_key)
+                view = ledger.organisation(org) if signer else None
+                if signing is not None and view["registration"] is not None:
+                    from ledger.chain.collateral import sign_typed_data
+
+                    registration = view["registration"]
+                    signature = "0x" + sign_typed_data(signing.key, registration["typed_data"]).hex()
+                    ledger.add_action_signature(org, registration["id"], signature)
+                    view = ledger.organisation(org)
+        except LedgerError as exc:
+            _fail(exc)
+        out_view = {"id": new.id, "name": new.name, "role": new.role, "signer": new.signer, "api_key": new.api_key}
+        if view is not None:
+            out_view.update(chain_org=view["chain_org"], chain_tx=view["chain_tx"], registration=view["registration"])
+        print(json.dumps(out_view, indent=2))
+        return
     settings = _settings(data_dir=data_dir, db_url=db_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
@@ -180,11 +257,68 @@ def org_create(
         with db.session() as session:
             org = create_organisation(session, name=name, role=role, signer=signer)
     except LedgerError as exc:
-        err.print(f"[red]error[/] {exc.code}: {exc.message}")
-        raise typer.Exit(2)
+        _fail(exc)
     finally:
         db.dispose()
-    print(json.dumps({"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}, indent=2))
+    shown: dict[str, Any] = {"id": org.id, "name": org.name, "role": org.role, "signer": org.signer, "api_key": org.api_key}
+    if signer is not None:
+        shown["registration"] = (
+            "not on chain yet: GET /v1/organisation with this api_key returns the RegisterOrganisation typed data; "
+            "sign it with the signer's key and POST the signature to /v1/actions/{registration.id}/signatures"
+        )
+    print(json.dumps(shown, indent=2))
+
+
+@org_app.command("sign-registration")
+def org_sign_registration(
+    name: Annotated[str, typer.Argument(help="The organisation whose signer signed its registration")],
+    signature: Annotated[str, typer.Option(help="0x r||s||v: the signer's eth_signTypedData_v4 of the registration's typed data")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of the service's chain")],
+    key: RelayerKey = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Post an organisation's signed registration (as POST /v1/actions/{id}/signatures does) and submit it."""
+    from sqlalchemy import select
+
+    from ledger.errors import LedgerError, NotFound
+    from ledger.store.models import Organisation
+
+    try:
+        with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+            with ledger.db.session() as session:
+                org = session.scalar(select(Organisation).where(Organisation.name == name))
+            if org is None:
+                raise NotFound(f"no organisation named {name!r}", code="organisation_not_found")
+            registration = ledger.organisation(org)["registration"]
+            if registration is None:
+                raise NotFound(f"{name} has no registration waiting (no signer, or on chain already)", code="no_registration")
+            done = ledger.add_action_signature(org, registration["id"], signature)
+            print(json.dumps({"action": done["id"], "status": done["status"], "tx_hash": done["tx_hash"], "error": done["error"],
+                              "chain_org": ledger.organisation(org)["chain_org"]}, indent=2))  # fmt: skip
+    except LedgerError as exc:
+        _fail(exc)
+
+
+@org_app.command("affiliate")
+def org_affiliate(
+    org_a: Annotated[str, typer.Argument(help="An organisation's name (e.g. the warehouse)")],
+    org_b: Annotated[str, typer.Argument(help="The other's name (e.g. the enterprise it is affiliated with)")],
+    rpc: Annotated[str, typer.Option("--rpc", help="JSON-RPC URL of the service's chain")],
+    remove: Annotated[bool, typer.Option("--remove", help="Record that they are no longer affiliated")] = False,
+    key: RelayerKey = None,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Record on chain (the registrar's setAffiliation) that two organisations are affiliated: the contract then
+    refuses a lot whose warehouse is affiliated with its enterprise (fraud case 16)."""
+    from ledger.errors import LedgerError
+
+    try:
+        with _chain_ledger(rpc, key, data_dir, db_url) as ledger:
+            print(json.dumps(ledger.set_affiliation(org_a, org_b, not remove), indent=2))
+    except LedgerError as exc:
+        _fail(exc)
 
 
 @org_app.command("device-ca")
@@ -219,41 +353,96 @@ def org_device_ca(
 
 @app.command()
 def verify(
-    file: Annotated[Path, typer.Argument(help="Proof bundle (GET /v1/readings/{id}/proof) or multiproof bundle (GET /v1/batches/{index}/multiproof) JSON; - for stdin")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Proof bundle (GET /v1/readings/{id}/proof), multiproof bundle (GET /v1/batches/{index}/multiproof) "
+            "or production answer (GET /v1/production/...) JSON; - for stdin"
+        ),
+    ],
     rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the bundle's chain")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Verify a proof or multiproof bundle trusting only the chain: signature, digest, leaf, proof, rootOf, device key.
 
+    A production answer is verified completely: every multiproof bundle of its evidence as above,
+    then its metric recomputed from those readings must equal its result.
+
     Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
     """
-    from attestation.bundle import ChainFacts, chain_queries, verify_any
-    from attestation.errors import AttestationError
     from ledger.chain.base import ChainError
-    from ledger.chain.client import ChainReader
-    from web3 import Web3
+    from ledger.verification import verify_with_chain
 
     try:
         bundle = json.loads(sys.stdin.read() if str(file) == "-" else file.read_text())
     except (OSError, ValueError) as exc:
         err.print(f"[red]cannot read {file}[/]: {exc}")
         raise typer.Exit(2)
-    reader = ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30})))
     try:
-        facts = reader.chain_facts_many(chain_queries(bundle))
-    except AttestationError:
-        facts = [ChainFacts(chain_id=-1, contract="", root=None, device_key=None)]  # malformed: verify_any names the failed check
+        report = verify_with_chain(bundle, rpc)
     except ChainError as exc:
         err.print(f"[red]cannot read the chain at {rpc}[/]: {exc}")
         raise typer.Exit(2)
-    report = verify_any(bundle, facts)
+    _print_report(report, "bundle", as_json=as_json)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_report(report, what: str, *, as_json: bool, width: int = 10) -> None:  # type: ignore[no-untyped-def]
+    """A verification report (:class:`attestation.bundle.VerificationReport`): JSON, or one line per check."""
+    from rich.markup import escape
+
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
-    else:
-        for check in report.checks:
-            mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
-            out.print(f"{mark} {check.name:<10} {check.detail}", highlight=False)
-        out.print("[bold green]bundle verified[/]" if report.ok else f"[bold red]bundle NOT verified[/]: failed {', '.join(report.failed)}")
+        return
+    for check in report.checks:
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.name:<{width}} {escape(check.detail)}", highlight=False)
+    out.print(f"[bold green]{what} verified[/]" if report.ok else f"[bold red]{what} NOT verified[/]: failed {', '.join(report.failed)}")
+
+
+@app.command("verify-evidence")
+def verify_evidence(
+    file: Annotated[Path, typer.Argument(help="Evidence package of a lot (GET /v1/lots/{id}/evidence), a zip")],
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the package's chain")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Verify a lot's evidence package trusting only the chain.
+
+    Checks every file's SHA-256 against the manifest; every event against its transaction's receipt
+    and the receipt against the node; that no event of the lot up to the package's block is missing;
+    the lot state the events imply against the claim and against lotOf now; every action's EIP-712
+    typed data (this contract, this chain), each signature against its required signer, and each
+    confirmed action's transaction calldata; the devices' keys against DeviceRegistry.keysOf; every
+    reading bundle (signature, digest, multiproof, rootOf, device key at the reading's time).
+    Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 when the file or the
+    chain cannot be read.
+    """
+    from rich.markup import escape
+    from web3 import Web3
+
+    from attestation.evidence import CHECKS, PackageError, open_package, verify_evidence as verify_package
+    from ledger.chain.base import ChainError
+    from ledger.chain.client import ChainReader
+    from ledger.chain.evidence import EvidenceReader
+
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        err.print(f"[red]cannot read {escape(str(file))}[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2)
+    with handle:
+        try:
+            files = open_package(handle)
+        except PackageError as exc:
+            err.print(f"[red]cannot read {escape(str(file))}[/]: {escape(exc.message)}", highlight=False)
+            raise typer.Exit(2)
+        chain = EvidenceReader(ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 60}))))
+        try:
+            report = verify_package(files, chain)
+        except ChainError as exc:
+            err.print(f"[red]cannot read the chain at {escape(rpc)}[/]: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2)
+    _print_report(report, "evidence", as_json=as_json, width=max(map(len, CHECKS)))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -339,62 +528,43 @@ def _print_audit(report: dict) -> None:
 @app.command()
 def demo(
     url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    scene: Annotated[Optional[list[str]], typer.Option("--scene", help="pledge, production or disaster; repeat for several [default: all three]")] = None,
     data_dir: DataDir = None,
     db_url: DbUrl = None,
-    readings: Annotated[int, typer.Option(help="Readings each simulated device sends")] = 5,
 ) -> None:
-    """Play a small pledge-supervision scene against a running service and verify a proof from the chain.
+    """Play the three modes of supervised pledges against a running service, then report what each proof shows.
 
-    A warehouse operator registers a simulated load cell (P-256, like an ATECC608 secure
-    element); it signs readings over a steel-coil lot; the ledger anchors them; the bank
-    fetches a proof bundle and checks it against the chain alone.
+    1. pledge: steel coils on load cells, RFID and a geotag; the lot registered, verified, pledged by
+       three signatures, partly released; an outflow nobody approved freezes it on chain.
+    2. production: a textile plant's power meter and loom; kWh handed to a bank with its proofs.
+    3. disaster: smoke and water alarms reach an insurer's webhook, HMAC-signed.
+
+    Devices sign readings with their own keys (P-256, Ed25519, secp256k1); the parties sign EIP-712
+    approvals with keys the service never sees. The organisations are created in the service's
+    database (as `pledgeledger org create` does), so run it with the service's --data-dir / --db-url.
+    Exits 0 when every checked claim holds.
     """
-    import httpx
-
-    from ledger.simulator import SimulatedDevice
-
-    settings = _settings(data_dir=data_dir, db_url=db_url)
+    from api.demo import SCENES, run
     from ledger.orgs import create_organisation
     from ledger.store.db import Database
 
+    chosen = scene or list(SCENES)
+    unknown = sorted(set(chosen) - set(SCENES))
+    if unknown:
+        err.print(f"[red]unknown scene {', '.join(unknown)}[/]: choose from {', '.join(SCENES)}")
+        raise typer.Exit(2)
+    settings = _settings(data_dir=data_dir, db_url=db_url)
     db = Database(settings.database_url)
-    db.migrate()
-    with db.session() as session:
-        operator = create_organisation(session, name=f"Demo warehouse {int(time.time())}", role="operator")
-        bank = create_organisation(session, name=f"Demo bank {int(time.time())}", role="bank")
-    db.dispose()
-    with httpx.Client(base_url=url, timeout=30) as http:
-        health = http.get("/healthz").raise_for_status().json()
-        out.print(f"service ready: chain {health['chain']['id']} at {health['chain']['rpc_url']}, db {health['db']}")
-        device = SimulatedDevice(f"demo-scale-{int(time.time())}", "load_cell", lot="LOT-DEMO-STEEL-01")
-        r = http.post("/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator.api_key}"})
-        r.raise_for_status()
-        out.print(f"registered {device.id}: key {r.json()['fingerprint']} on chain in {r.json()['tx_hash']}")
-        ids = []
-        with out.status("sending signed readings"):
-            for i in range(readings):
-                r = http.post("/v1/readings", json=device.reading({"weight_kg": 25000.0 - i * 0.5}))
-                r.raise_for_status()
-                ids.append(r.json()["id"])
-        out.print(f"{len(ids)} readings accepted; last {ids[-1]}")
-        bundle = None
-        with out.status("waiting for the batch to be anchored"):
-            for _ in range(120):
-                r = http.get(f"/v1/readings/{ids[-1]}/proof", headers={"Authorization": f"Bearer {bank.api_key}"})
-                if r.status_code == 200:
-                    bundle = r.json()
-                    break
-                time.sleep(float(r.headers.get("Retry-After", "1")))
-        if bundle is None:
-            err.print("[red]the reading was not anchored within two minutes[/]")
-            raise typer.Exit(1)
-        path = Path(settings.data_dir) / "demo-proof.json"
-        path.write_text(json.dumps(bundle, indent=2))
-        out.print(f"proof bundle: checkpoint {bundle['anchor']['index']} in tx {bundle['anchor']['tx_hash']} -> {path}")
-    rpc = health["chain"]["rpc_url"]
-    if rpc:
-        out.print(f"verifying trusting only the chain: pledgeledger verify {path} --rpc {rpc}")
-        verify(path, rpc)
+
+    def make_party(name: str, role: str, signer: str) -> str:
+        with db.session() as session:
+            return create_organisation(session, name=name, role=role, signer=signer).api_key
+
+    try:
+        code = run(url, make_party, chosen, out)
+    finally:
+        db.dispose()
+    raise typer.Exit(code)
 
 
 @app.command("mqtt-bridge")
@@ -450,6 +620,67 @@ def mqtt_bridge(
         bridge.stop()
         db.dispose()
     err.print(f"stopped: {bridge.accepted} accepted, {bridge.duplicates} duplicate, {bridge.rejected} rejected")
+
+
+def _with_db(data_dir: Optional[Path], db_url: Optional[str], work):  # type: ignore[no-untyped-def]
+    """Run ``work(session)`` in one transaction on the configured database; errors exit 2 with their fix."""
+    from attestation.errors import AttestationError
+    from ledger.errors import LedgerError
+    from ledger.store.db import Database
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        with db.session() as session:
+            return work(session)
+    except (LedgerError, AttestationError) as exc:
+        err.print(f"error {exc.code}: {exc.message}", markup=False)
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+
+
+@feed_app.command("add")
+def feed_add(
+    name: Annotated[str, typer.Argument(help="The feed's name: the `feed` its price points carry")],
+    public_key_file: Annotated[Path, typer.Option("--public-key-file", help="PEM SubjectPublicKeyInfo the feed signs with")],
+    alg: Annotated[str, typer.Option(help="EdDSA (Ed25519) | ES256 (P-256) | ES256K")] = "EdDSA",
+    commodity: Annotated[Optional[list[str]], typer.Option("--commodity", help="A commodity it may price (repeat); default any")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-key a feed that is configured already")] = False,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Trust a price feed: its points, signed with this key over the RFC 8785 bytes of their payload, are accepted."""
+    from ledger.valuation import add_feed
+
+    try:
+        pem = public_key_file.read_text()
+    except OSError as exc:
+        err.print(f"error: cannot read {public_key_file}: {exc.strerror}", markup=False)
+        raise typer.Exit(2)
+    view = _with_db(data_dir, db_url, lambda s: add_feed(s, name=name, alg=alg, public_key=pem, commodities=commodity, replace=replace))
+    print(json.dumps(view, indent=2))
+
+
+@feed_app.command("list")
+def feed_list(data_dir: DataDir = None, db_url: DbUrl = None) -> None:
+    """The configured price feeds as JSON."""
+    from ledger.valuation import list_feeds
+
+    print(json.dumps(_with_db(data_dir, db_url, list_feeds), indent=2))
+
+
+@feed_app.command("remove")
+def feed_remove(
+    name: Annotated[str, typer.Argument(help="The feed to stop trusting")], data_dir: DataDir = None, db_url: DbUrl = None
+) -> None:
+    """Stop accepting a feed's points (stored points and valuations made with them are kept)."""
+    from ledger.valuation import remove_feed
+
+    _with_db(data_dir, db_url, lambda s: remove_feed(s, name))
+    print(json.dumps({"feed": name, "active": False}))
 
 
 def main() -> None:

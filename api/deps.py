@@ -17,7 +17,7 @@ from ledger.errors import Forbidden, Unauthorized
 from ledger.service import Ledger
 from ledger.store.models import Organisation
 
-__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "require_role"]
+__all__ = ["Auditor", "CurrentOrg", "LedgerDep", "Operator", "Party", "Supervisor", "require_party", "require_role"]
 
 
 def get_ledger(request: Request) -> Ledger:
@@ -43,21 +43,37 @@ CurrentOrg = Annotated[Organisation, Depends(current_org)]
 
 
 #: How an answer names the organisation a route needs.
-_ROLE_NAMES = {"operator": "a warehouse operator", "auditor": "an auditor"}
+_ROLE_NAMES = {"operator": "a warehouse operator", "auditor": "an auditor", "insurer": "an insurer"}
 
 
-def require_role(role: str) -> Callable[[Organisation], Organisation]:
-    """A dependency that lets only organisations of ``role`` through (403 ``role_forbidden``)."""
+def _named(role: str) -> str:
+    return _ROLE_NAMES.get(role, ("an " if role[:1] in "aeiou" else "a ") + role)
 
-    # the dependency as a default: an Annotated[...] naming ``role`` would not resolve from a string annotation
-    def check(org: Organisation = Security(current_org, scopes=[role])) -> Organisation:
-        if org.role != role:
-            yours = ("an " if org.role[:1] in "aeiou" else "a ") + org.role
-            raise Forbidden(f"this needs {_ROLE_NAMES.get(role, 'a ' + role)}'s key; yours is {yours}'s", code="role_forbidden")
+
+def require_role(*roles: str) -> Callable[[Organisation], Organisation]:
+    """A dependency that lets only organisations of one of ``roles`` through (403 ``role_forbidden``)."""
+
+    # the dependency as a default: an Annotated[...] naming ``roles`` would not resolve from a string annotation
+    def check(org: Organisation = Security(current_org, scopes=list(roles))) -> Organisation:
+        if org.role not in roles:
+            names = [f"{_named(r)}'s" for r in roles]
+            needed = names[-1] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+            raise Forbidden(f"this needs {needed} key; yours is {_named(org.role)}'s", code="role_forbidden")
         return org
 
     return check
 
 
+def require_party(org: Organisation = Security(current_org, scopes=["operator", "enterprise", "bank"])) -> Organisation:
+    """The parties of lots (warehouse operators, enterprises, banks): they propose transitions. 403 ``role_forbidden``
+    for auditors and insurers, who only read."""
+    if org.role not in ("operator", "enterprise", "bank"):
+        raise Forbidden(f"only a lot's warehouse, enterprise or bank proposes its transitions; an {org.role} reads", code="role_forbidden")
+    return org
+
+
 Operator = Annotated[Organisation, Depends(require_role("operator"))]
+Party = Annotated[Organisation, Depends(require_party)]
 Auditor = Annotated[Organisation, Depends(require_role("auditor"))]
+#: Who reads production metrics: the device's own operator (its devices only), banks, auditors.
+Supervisor = Annotated[Organisation, Depends(require_role("operator", "bank", "auditor"))]

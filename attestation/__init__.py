@@ -15,6 +15,10 @@ Modules:
 - :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
+- :mod:`attestation.documents`  how documents, identifiers and a freeze's evidence (``reason``) are hashed for the chain
+- :mod:`attestation.collateral` CollateralRegistry's transitions, calldata, events and lot state machine, for verifiers
+- :mod:`attestation.evidence`   a lot's evidence package (``pledgeledger.evidence/1``) and its verifier
+- :mod:`attestation.production` production metrics (kWh, run hours, utilisation) and the verifier of their answers
 - :mod:`attestation.errors`     the error tree
 """
 
@@ -36,6 +40,7 @@ from attestation.bundle import (
 )
 from attestation.devices import key_fingerprint, pop_message, verify_pop
 from attestation.encoding import canonical_json
+from attestation.documents import evidence_reason
 from attestation.errors import (
     AttestationError,
     InvalidKey,
@@ -52,6 +57,7 @@ from attestation.merkle import (
     process_proof,
     verify_multiproof,
 )
+from attestation.production import PRODUCTION_FORMAT, ProductionQuery, verify_production
 from attestation.readings import SignedReading, parse_cose_reading, parse_reading, validate_payload
 from attestation.signatures import ALGORITHMS, verify_signature
 
@@ -68,12 +74,15 @@ __all__ = [
     "MULTIPROOF_FORMAT",
     "MultiProof",
     "OnChainKey",
+    "PRODUCTION_FORMAT",
+    "ProductionQuery",
     "SignedReading",
     "StandardTree",
     "UnsupportedAlgorithm",
     "VerificationReport",
     "build_bundle",
     "canonical_json",
+    "evidence_reason",
     "chain_queries",
     "chain_query",
     "key_fingerprint",
@@ -91,5 +100,6 @@ __all__ = [
     "verify_multiproof",
     "verify_multiproof_bundle",
     "verify_pop",
+    "verify_production",
     "verify_signature",
 ]

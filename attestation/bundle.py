@@ -39,6 +39,7 @@ from attestation.readings import SignedReading, parse_reading
 __all__ = [
     "BUNDLE_FORMAT",
     "MULTIPROOF_FORMAT",
+    "PRODUCTION_FORMAT",
     "AnchorQuery",
     "BundleFormatError",
     "ChainFacts",
@@ -50,6 +51,7 @@ __all__ = [
     "chain_query",
     "check_device_key",
     "key_valid_at",
+    "multiproof_scope",
     "verify_any",
     "verify_bundle",
     "verify_multiproof_bundle",
@@ -57,6 +59,8 @@ __all__ = [
 
 BUNDLE_FORMAT = "pledgeledger.proof/1"
 MULTIPROOF_FORMAT = "pledgeledger.multiproof/1"
+#: A production-metric answer: its evidence is multiproof bundles (:mod:`attestation.production`).
+PRODUCTION_FORMAT = "pledgeledger.production/1"
 
 #: The checks of a bundle, in the order they are reported.
 CHECKS = ("format", "signature", "digest", "leaf", "proof", "chain", "root", "link", "device_key")
@@ -136,10 +140,10 @@ class VerificationReport:
             self.checks.append(CheckResult(name, False, getattr(exc, "message", None) or str(exc)))
             return False
 
-    def skip_rest(self) -> VerificationReport:
-        """After a malformed bundle: every other check fails as not checked."""
+    def skip_rest(self, reason: str = "the bundle is malformed") -> VerificationReport:
+        """After a check the others depend on failed: every other check fails as not checked."""
         for name in self.expected[len(self.checks):]:
-            self.checks.append(CheckResult(name, False, "not checked: the bundle is malformed"))
+            self.checks.append(CheckResult(name, False, f"not checked: {reason}"))
         return self
 
 
@@ -212,6 +216,16 @@ def _readings(bundle: Any) -> list[Any]:
     return entries
 
 
+def multiproof_scope(bundle: Any) -> tuple[str, str]:
+    """What a multiproof bundle proves readings of: ``("lot", LOT)`` (``GET /v1/batches/{i}/multiproof``)
+    or ``("device", ID)`` (the evidence of a production answer, :mod:`attestation.production`).
+    Exactly one of the two is named, and every reading must be of it."""
+    named = [name for name in ("lot", "device") if isinstance(bundle, dict) and name in bundle]
+    if len(named) != 1:
+        raise BundleFormatError("a multiproof bundle names exactly one of lot or device", field="lot")
+    return named[0], _require(bundle, named[0], str)
+
+
 def chain_query(bundle: Any) -> AnchorQuery:
     """Read what must be fetched from the chain; raise :class:`BundleFormatError` if malformed."""
     if _require(bundle, "format", str) != BUNDLE_FORMAT:
@@ -220,7 +234,12 @@ def chain_query(bundle: Any) -> AnchorQuery:
 
 
 def chain_queries(bundle: Any) -> list[AnchorQuery]:
-    """One :class:`AnchorQuery` per reading of a proof bundle (one) or a multiproof bundle (each)."""
+    """One :class:`AnchorQuery` per reading of a proof bundle (one), a multiproof bundle (each) or
+    a production answer (each reading of each of its multiproof bundles, in order)."""
+    if isinstance(bundle, dict) and bundle.get("format") == PRODUCTION_FORMAT:
+        from attestation.production import production_queries  # production builds on this module
+
+        return production_queries(bundle)
     if isinstance(bundle, dict) and bundle.get("format") == MULTIPROOF_FORMAT:
         return [
             _anchor_query(bundle, parse_reading(_require(entry, "reading", dict, where=f"readings[{i}].")))
@@ -409,10 +428,12 @@ def verify_multiproof_bundle(bundle: Any, facts: Sequence[ChainFacts]) -> Verifi
     def fmt() -> str:
         nodes = _readings(bundle)
         entries = [_entry(bundle, node, f"readings[{i}].") for i, node in enumerate(nodes)]
-        lot = _require(bundle, "lot", str)
+        scope, about = multiproof_scope(bundle)
         for i, entry in enumerate(entries):
-            if entry.reading.lot != lot:
-                raise BundleFormatError(f"readings[{i}] is about lot {entry.reading.lot!r}, the bundle about {lot!r}", field=f"readings[{i}]")
+            if getattr(entry.reading, scope) != about:
+                raise BundleFormatError(
+                    f"readings[{i}] is of {scope} {getattr(entry.reading, scope)!r}, the bundle of {scope} {about!r}", field=f"readings[{i}]"
+                )
         if len({e.digest for e in entries}) != len(entries):
             raise BundleFormatError("a reading appears twice", field="readings")
         claimed = _require(bundle, "multiproof.leaves", list)
@@ -429,7 +450,7 @@ def verify_multiproof_bundle(bundle: Any, facts: Sequence[ChainFacts]) -> Verifi
         )
         if len(facts) != len(entries):
             raise BundleFormatError(f"{len(facts)} chain facts for {len(entries)} readings: read one per chain_queries(bundle)")
-        return f"{MULTIPROOF_FORMAT}, {len(entries)} readings of lot {lot}"
+        return f"{MULTIPROOF_FORMAT}, {len(entries)} readings of {scope} {about}"
 
     if not report.run("format", fmt):
         return report.skip_rest()
@@ -470,7 +491,12 @@ def verify_multiproof_bundle(bundle: Any, facts: Sequence[ChainFacts]) -> Verifi
 
 def verify_any(bundle: Any, facts: Sequence[ChainFacts]) -> VerificationReport:
     """Verify a proof bundle or a multiproof bundle (told apart by ``format``) against
-    ``facts[i]`` read for ``chain_queries(bundle)[i]``."""
+    ``facts[i]`` read for ``chain_queries(bundle)[i]``. A production answer
+    (``pledgeledger.production/1``) is verified by :func:`attestation.production.verify_production`."""
+    if isinstance(bundle, dict) and bundle.get("format") == PRODUCTION_FORMAT:
+        from attestation.production import verify_production  # production builds on this module
+
+        return verify_production(bundle, facts)
     if isinstance(bundle, dict) and bundle.get("format") == MULTIPROOF_FORMAT:
         return verify_multiproof_bundle(bundle, facts)
     if len(facts) != 1:

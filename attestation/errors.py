@@ -8,7 +8,8 @@ SPEC §6) and a message that says what to fix::
     │   └── InvalidThingData    ``data`` does not satisfy the thing model of ``kind``
     ├── UnsupportedAlgorithm    ``alg`` is not ES256, ES256K or EdDSA
     ├── InvalidKey              the public key is not a PEM key of the named algorithm
-    └── InvalidSignature        the signature does not verify (reading or proof of possession)
+    ├── InvalidSignature        the signature does not verify (reading or proof of possession)
+    └── InvalidProductionQuery  a production-metric query names no valid device, metric or periods
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 __all__ = [
     "AttestationError",
     "InvalidKey",
+    "InvalidProductionQuery",
     "InvalidReading",
     "InvalidSignature",
     "InvalidThingData",
@@ -52,3 +54,7 @@ class InvalidKey(AttestationError):
 
 class InvalidSignature(AttestationError):
     code = "invalid_signature"
+
+
+class InvalidProductionQuery(AttestationError):
+    code = "invalid_query"

@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,10 @@ def create_organisation(session: Session, *, name: str, role: str, signer: str |
         raise Invalid("signer must be a 0x-prefixed 20-byte Ethereum address", code="invalid_signer")
     if session.scalar(select(Organisation).where(Organisation.name == name)) is not None:
         raise Conflict(f"an organisation named {name!r} exists already", code="organisation_exists")
+    if signer is not None:
+        signer = to_checksum_address(signer)
+        if session.scalar(select(Organisation).where(Organisation.signer == signer)) is not None:
+            raise Conflict(f"{signer} is the signer of another organisation: every organisation has its own key", code="signer_in_use")
     org = Organisation(name=name, role=role, signer=signer)
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     org.api_keys.append(ApiKey(key_hash=_hash(api_key)))

@@ -3,6 +3,7 @@
 - :func:`proof_bundle`: one reading and its single-leaf proof (``pledgeledger.proof/1``);
 - :func:`multiproof_bundle`: every reading of one lot in one batch with one OpenZeppelin
   multiproof (``pledgeledger.multiproof/1``, see :mod:`attestation.bundle`);
+  :func:`readings_multiproof` does it for any readings of one batch (production answers);
 - :func:`tree_export`: a whole batch as an OpenZeppelin ``StandardMerkleTree.dump()``, salts
   included (auditors only: the salts of every reading in it are disclosed).
 """
@@ -13,6 +14,7 @@ import json
 import math
 import re
 from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -26,7 +28,15 @@ from ledger.errors import NotFound, ProofPending
 from ledger.store.db import storable_text
 from ledger.store.models import ANCHORED_STATES, Batch, DeviceKeyRecord, Reading, utc
 
-__all__ = ["get_batch", "get_reading", "multiproof_bundle", "proof_bundle", "split_proof", "tree_export"]
+__all__ = [
+    "get_batch",
+    "get_reading",
+    "multiproof_bundle",
+    "proof_bundle",
+    "readings_multiproof",
+    "split_proof",
+    "tree_export",
+]
 
 #: ``batches.index`` is a 32-bit integer column; a larger index names no batch (and PostgreSQL
 #: would refuse to compare it).
@@ -123,20 +133,46 @@ def multiproof_bundle(session: Session, index: int, lot: str, *, interval_s: flo
     rows = list(session.scalars(select(Reading).where(Reading.batch_index == index, Reading.lot == lot))) if storable_text(lot) else []
     if not rows:
         raise NotFound(f"batch {index} holds no reading of lot {lot!r}", code="lot_not_in_batch")
-    tree = batch_tree(session, index)
-    value_of = {digest.hex(): i for i, (_, digest) in enumerate(tree.values)}
-    order, multiproof = tree.multiproof([value_of[r.id] for r in rows])
-    by_id = {r.id: r for r in rows}
-    keys = {k.id: k for k in session.scalars(select(DeviceKeyRecord).where(DeviceKeyRecord.id.in_({r.key_id for r in rows})))}
-    entries = [_entry(row, keys[row.key_id]) for row in (by_id[tree.values[i][1].hex()] for i in order)]
+    return readings_multiproof(session, batch, rows, about={"lot": lot})
+
+
+def readings_multiproof(
+    session: Session,
+    batch: Batch,
+    rows: Sequence[Reading],
+    *,
+    about: dict[str, str],
+    keys: Mapping[int, DeviceKeyRecord] | None = None,
+) -> dict[str, Any]:
+    """A ``pledgeledger.multiproof/1`` bundle of ``rows``, readings of ``batch`` (anchored: the
+    caller checks), with one OpenZeppelin multiproof.
+
+    ``about`` is ``{"lot": LOT}`` or ``{"device": ID}``: what every reading is of
+    (:func:`attestation.bundle.multiproof_scope`). ``keys`` may hold the rows' device keys by id,
+    else they are read. One reading's multiproof is its stored proof (all flags ``false``, what
+    ``getMultiProof`` gives for one leaf), so only several readings rebuild the batch's tree.
+    """
+    if keys is None or not all(r.key_id in keys for r in rows):
+        keys = {k.id: k for k in session.scalars(select(DeviceKeyRecord).where(DeviceKeyRecord.id.in_({r.key_id for r in rows})))}
+    if len(rows) == 1:
+        ordered, proof = list(rows), split_proof(rows[0].proof)
+        flags = [False] * len(proof)
+    else:
+        tree = batch_tree(session, batch.index)
+        value_of = {digest.hex(): i for i, (_, digest) in enumerate(tree.values)}
+        order, multiproof = tree.multiproof([value_of[r.id] for r in rows])
+        by_id = {r.id: r for r in rows}
+        ordered = [by_id[tree.values[i][1].hex()] for i in order]
+        proof, flags = multiproof.proof, multiproof.proof_flags
+    entries = [_entry(row, keys[row.key_id]) for row in ordered]
     return {
         "format": MULTIPROOF_FORMAT,
-        "lot": lot,
+        **about,
         "readings": entries,
         "multiproof": {
             "leaves": [[e["salt"], e["digest"]] for e in entries],
-            "proof": [to_hex(p) for p in multiproof.proof],
-            "proofFlags": multiproof.proof_flags,
+            "proof": [to_hex(p) for p in proof],
+            "proofFlags": flags,
         },
         "root": to_hex(batch.root),
         "anchor": _anchor(batch),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
     db_url: str | None = Field(None, description="Any SQLAlchemy URL; default SQLite in the data dir")
     chain: str = Field("managed", description="managed | embedded | http(s):// JSON-RPC URL")
     relayer_key: str | None = Field(None, description="0x private key that signs transactions (needed for an RPC chain)")
+    public_rpc_url: str | None = Field(
+        None,
+        description="The JSON-RPC URL /healthz publishes for third-party tools; default: the managed node's URL, or the "
+        "chain URL if it carries no credentials (user:password, a query or a path, where hosted providers put API keys)",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     mqtt_url: str | None = Field(None, description="mqtt://host:1883 (or mqtts://, user:pass@); unset: no MQTT bridge")
@@ -50,6 +56,17 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
+    price_max_age_s: float = Field(
+        86400.0, gt=0, description="Refuse price points observed longer ago, and value no lot at a latest price older than this"
+    )
+    valuation_interval_s: float = Field(60.0, gt=0, description="Value every pledged lot this often (and whenever a price arrives)")
+    supervision_poll_s: float | None = Field(
+        None, gt=0, le=60, description="How often the supervision loop looks for new readings; default a quarter of "
+        "batch_interval_s, at most 0.5 s, so an alert's freeze is sent within one anchoring interval"
+    )
+    supervision_sweep_s: float = Field(
+        5.0, gt=0, le=3600, description="How often silent devices, look-ahead checks and unfrozen lots are looked at"
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text (default) or one JSON object each")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Least severe level logged")
 
@@ -66,6 +83,22 @@ class Settings(BaseSettings):
         if v in ("managed", "embedded") or v.startswith(("http://", "https://")):
             return v
         raise ValueError("PLEDGELEDGER_CHAIN must be managed, embedded or an http(s):// JSON-RPC URL")
+
+    def published_rpc_url(self, rpc_url: str | None) -> str | None:
+        """The chain URL third-party tools may be told (``/healthz``): :attr:`public_rpc_url` if set; else
+        ``rpc_url`` unless it is the configured JSON-RPC URL and carries what may be a secret."""
+        if self.public_rpc_url:
+            return self.public_rpc_url
+        if rpc_url is None or rpc_url != self.chain:
+            return rpc_url  # the managed node's loopback URL, or none (embedded)
+        parts = urlsplit(rpc_url)
+        if parts.username or parts.password or parts.query or parts.fragment or parts.path.strip("/"):
+            return None
+        return rpc_url
+
+    @property
+    def supervision_poll(self) -> float:
+        return self.supervision_poll_s or min(0.5, self.batch_interval_s / 4)
 
     @property
     def database_url(self) -> str:

@@ -43,7 +43,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
 from web3.types import RPCEndpoint, RPCResponse
 
-from ledger.chain.base import ANCHOR, ChainError, ChainRevert, ChainUnavailable, Deployment
+from ledger.chain.base import ANCHOR, COLLATERAL, REGISTRY, ChainError, ChainRevert, ChainUnavailable, Deployment
 from ledger.chain.client import ChainClient
 
 __all__ = [
@@ -216,7 +216,9 @@ def ensure_deployment(client: ChainClient, data_dir: Path, *, deploy_if_missing:
     deployment = read_deployment(data_dir, client.chain_id)
     problem: str | None = "is not deployed"
     if deployment is not None and deployment.contracts:
-        if not all(map(client.has_code, deployment.contracts.values())):
+        if missing := sorted({REGISTRY, ANCHOR, COLLATERAL} - set(deployment.contracts)):
+            problem = f"has no {', '.join(missing)} in its recorded deployment"
+        elif not all(map(client.has_code, deployment.contracts.values())):
             problem = "has no code at the recorded addresses"
         elif (problem := _anchor_problem(client, deployment.contracts[ANCHOR])) is None:
             client.deployment = deployment

@@ -98,6 +98,8 @@ SEND_ATTEMPTS = 4  # signing anew after the node refused a nonce or a fee
 GAS_MARGIN = 1.5  # estimate * margin, for calls whose cost varies (string lengths, fresh slots)
 MAX_FEE_BUMPS = 5  # replacements signed in a row while the node calls them underpriced
 DEFAULT_TIP_WEI = 10**9  # used when the node cannot suggest a priority fee
+#: CollateralRegistry: how long a change of its default admin waits (OpenZeppelin AccessControlDefaultAdminRules)
+COLLATERAL_ADMIN_DELAY_S = 2 * 24 * 3600
 
 _ALG_NAMES = {code: name for name, code in ALG_CODES.items()}
 # Exceptions raised by web3, its providers (requests, sockets) and eth-tester for chain failures.
@@ -430,6 +432,16 @@ class ChainReader:
             logs = self.w3.eth.get_logs(params)  # type: ignore[arg-type]
         return self.checkpoint_receipt(anchor, Web3.to_hex(logs[0]["transactionHash"])) if logs else None
 
+    @_observed
+    def get_logs(self, address: str, *, topics: Sequence[Any] = (), from_block: int = 0) -> list[Any]:
+        """``eth_getLogs`` of ``address`` from ``from_block`` to the latest block (pass the deployment block:
+        public RPC providers limit ranges)."""
+        params: dict[str, Any] = {"address": to_checksum_address(address), "fromBlock": from_block, "toBlock": "latest"}
+        if topics:
+            params["topics"] = list(topics)
+        with _chain_errors(f"reading the logs of {address}"):
+            return list(self.w3.eth.get_logs(params))  # type: ignore[arg-type]
+
     def checkpoint_receipt(self, anchor: str, tx_hash: str) -> AnchorReceipt | None:
         """What a mined transaction anchored in ``anchor``: ``None`` if it is unknown or not mined yet.
 
@@ -498,19 +510,24 @@ class ChainReader:
         On the wrong chain nothing else is read (the verifier reports the mismatch). Raises
         :class:`ChainError` if no contract exists at the bundle's address.
         """
+        facts = self._checkpoint_facts(query)
+        if facts.chain_id != query.chain_id:
+            return facts
+        key = self.key_at(self.device_registry_of(query.contract), query.device, query.timestamp)
+        on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
+        return replace(facts, device_key=on_chain)
+
+    def _checkpoint_facts(self, query: AnchorQuery) -> ChainFacts:
+        """The checkpoint's facts (root, previous root, the anchoring transaction), no device key."""
         if self.chain_id != query.chain_id:
             return ChainFacts(chain_id=self.chain_id, contract=query.contract, root=None, device_key=None)
         if not self.has_code(query.contract):
             raise ChainError(f"no contract at {query.contract} on chain {self.chain_id}")
-        root = self._root_or_none(query.contract, query.index)
-        registry = self.device_registry_of(query.contract)
-        key = self.key_at(registry, query.device, query.timestamp)
-        on_chain = None if key is None else OnChainKey(key.fingerprint, key.alg, key.valid_from, key.valid_until)
         return ChainFacts(
             chain_id=self.chain_id,
             contract=query.contract,
-            root=root,
-            device_key=on_chain,
+            root=self._root_or_none(query.contract, query.index),
+            device_key=None,
             previous_root=self._root_or_none(query.contract, query.index - 1) if query.index > 0 else None,
             anchored=self._anchored_by(query.contract, query.tx_hash),
         )
@@ -535,19 +552,31 @@ class ChainReader:
     def chain_facts_many(self, queries: Sequence[AnchorQuery]) -> list[ChainFacts]:
         """:meth:`chain_facts` for every reading of a bundle (``attestation.chain_queries``).
 
-        The checkpoint is read once (from the first query); each device's key history is read
-        once with ``keysOf`` and resolved at each reading's time as ``keyAt`` resolves it. The
-        queries of one bundle all name the same chain, contract and checkpoint.
+        Each checkpoint the queries name is read once (a proof or multiproof bundle names one, a
+        production answer one per batch of its evidence); each device's key history is read once
+        per registry with ``keysOf`` and resolved at each reading's time as ``keyAt`` resolves it.
         """
-        first = self.chain_facts(queries[0])
-        if first.chain_id != queries[0].chain_id:  # the wrong chain: nothing more is read
-            return [first] * len(queries)
-        registry = self.device_registry_of(first.contract)
-        histories = {
-            device: [OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.device_keys(registry, device)]
-            for device in {q.device for q in queries}
-        }
-        return [replace(first, device_key=key_valid_at(histories[q.device], q.timestamp)) for q in queries]
+        checkpoints: dict[tuple[int, str, int, str], ChainFacts] = {}
+        registries: dict[str, str] = {}
+        histories: dict[tuple[str, str], list[OnChainKey]] = {}
+        out = []
+        for q in queries:
+            where = (q.chain_id, q.contract.lower(), q.index, q.tx_hash.lower())
+            if where not in checkpoints:
+                checkpoints[where] = self._checkpoint_facts(q)
+            facts = checkpoints[where]
+            if facts.chain_id != q.chain_id:  # the wrong chain: nothing more is read
+                out.append(facts)
+                continue
+            if facts.contract.lower() not in registries:
+                registries[facts.contract.lower()] = self.device_registry_of(facts.contract)
+            registry = registries[facts.contract.lower()]
+            if (registry, q.device) not in histories:
+                histories[registry, q.device] = [
+                    OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.device_keys(registry, q.device)
+                ]
+            out.append(replace(facts, device_key=key_valid_at(histories[registry, q.device], q.timestamp)))
+        return out
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -789,10 +818,22 @@ class ChainClient:
         call in errors. For calls whose cost varies with their arguments and that are rare enough to
         afford the extra ``eth_estimateGas`` (the collateral lifecycle).
         """
+        return self._mined_or_raise(what, self.send_transaction(what, to, data).tx_hash)
+
+    def send_transaction(
+        self, what: str, to: str, data: str, *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """The sending half of :meth:`transact`: estimate (a call that would revert raises
+        :class:`ChainRevert` and sends nothing), sign, ``record(signed)`` (write-ahead: persist it there;
+        if it raises, nothing is sent), broadcast. Does not wait; see :meth:`receipt`."""
         with self._lock:
             gas = int(self._estimate(what, to, data) * GAS_MARGIN)
-            tx_hash = self._send_new(what, to, data, gas).tx_hash
-        return self._mined_or_raise(what, tx_hash)
+            return self._send_new(what, to, data, gas, record)
+
+    def receipt(self, what: str, tx_hash: str, *, timeout: float = 0) -> Any | None:
+        """The receipt of a sent transaction, or ``None`` if not mined within ``timeout`` seconds (0: look
+        once). Raises :class:`ChainRevert` with the decoded error if it reverted."""
+        return self._mined(what, tx_hash, timeout)
 
     def _wait(self, tx_hash: str, timeout: float) -> Any | None:
         """The receipt, or ``None`` if not mined within ``timeout`` seconds (0: look once)."""
@@ -862,8 +903,12 @@ class ChainClient:
 
     @_observed
     def deploy(self) -> Deployment:
-        """Deploy DeviceRegistry and ReadingAnchor: the relayer is the registry's admin and registrar and
-        the anchor's writer (fixed for the anchor's life: a new relayer key needs a new anchor).
+        """Deploy DeviceRegistry, ReadingAnchor and CollateralRegistry.
+
+        The relayer is the device registry's admin and registrar, the anchor's writer (fixed for the
+        anchor's life: a new relayer key needs a new anchor), and CollateralRegistry's delayed default
+        admin (:data:`COLLATERAL_ADMIN_DELAY_S`), registrar and supervision key (it signs the system's
+        freezes and margin calls).
 
         Sets and returns :attr:`deployment`; recording it is the caller's job (see
         :func:`ledger.chain.backends.ensure_deployment`).
@@ -871,9 +916,16 @@ class ChainClient:
         registry = self._deploy_contract(REGISTRY, [self.address, self.address])
         registry_address = to_checksum_address(registry["contractAddress"])
         anchor = self._deploy_contract(ANCHOR, [self.address, registry_address])
+        collateral = self._deploy_contract(
+            COLLATERAL, [COLLATERAL_ADMIN_DELAY_S, self.address, self.address, self.address]
+        )
         self.deployment = Deployment(
             chain_id=self.chain_id,
-            contracts={REGISTRY: registry_address, ANCHOR: to_checksum_address(anchor["contractAddress"])},
+            contracts={
+                REGISTRY: registry_address,
+                ANCHOR: to_checksum_address(anchor["contractAddress"]),
+                COLLATERAL: to_checksum_address(collateral["contractAddress"]),
+            },
             block_number=int(registry["blockNumber"]),
         )
         return self.deployment

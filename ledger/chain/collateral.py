@@ -6,7 +6,8 @@ This is the one place that knows how a transition is signed (DOMAIN.md lifecycle
   ``contracts/CollateralRegistry.sol``; a test compares them), the contract function that performs it,
   and the parties that sign it, in signature order. The parties are read off the type string: a field
   ``bankNonce`` means "the bank signs"; a bare ``nonce`` means one signature from either of the
-  action's ``alternatives`` (``MarginCall``: the bank or the supervision key).
+  action's ``alternatives`` (``MarginCall``: the bank or the supervision key; ``DefaultUncured``: the
+  supervision key alone).
 - :func:`typed_data` validates a message against its type and returns the full EIP-712 typed data
   (``types``, ``primaryType``, ``domain``, ``message``) as plain JSON: the same document for every
   signer, for a wallet's ``eth_signTypedData_v4`` or an HSM. :func:`sign_typed_data`,
@@ -23,7 +24,7 @@ components), so the contract's ABI is the only argument table.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from functools import cache
@@ -36,15 +37,17 @@ from eth_utils.address import is_address
 from web3 import Web3
 from web3.contract import Contract
 
+from attestation.collateral import LOT_ACTIONS
 from ledger.chain.artifacts import load_artifact
-from ledger.chain.base import COLLATERAL, ChainError
-from ledger.chain.client import ChainClient
+from ledger.chain.base import COLLATERAL, ChainError, SignedTx
+from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
 
 __all__ = [
     "ACTIONS",
     "Action",
     "CollateralClient",
     "Domain",
+    "Event",
     "Lot",
     "Organisation",
     "Party",
@@ -143,36 +146,16 @@ def _parse_type_string(type_string: str) -> tuple[str, tuple[tuple[str, str], ..
     return match.group(1), fields
 
 
+#: Who gives the single ``nonce`` signature of an either/or transition.
+_ALTERNATIVES = {"MarginCall": ("bank", SUPERVISOR), "Freeze": ("warehouse", SUPERVISOR), "DefaultUncured": (SUPERVISOR,)}
+
 _ACTION_LIST = (
     Action("RegisterOrganisation(uint8 role,address signer,string name,uint256 nonce,uint256 deadline)",
            "registerOrganisation", ("signer",)),
     Action("RotateSigner(uint24 org,address newSigner,uint256 currentNonce,uint256 newNonce,uint256 deadline)",
            "rotateSigner"),
-    Action("RegisterLot(bytes32 lot,uint24 warehouse,uint24 enterprise,bytes32 goods,uint64 quantity,bytes8 unit,"
-           "bytes32[] devices,uint256 warehouseNonce,uint256 deadline)", "registerLot"),
-    Action("VerifyLot(bytes32 lot,bytes32 assay,uint64 quantity,uint256 warehouseNonce,uint256 enterpriseNonce,"
-           "uint256 deadline)", "verifyLot"),
-    Action("Pledge(bytes32 lot,uint24 bank,bytes32 registration,bytes32 terms,uint64 quantity,uint64 minQuantity,"
-           "uint256 enterpriseNonce,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "pledge"),
-    Action("PartialRelease(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "partialRelease"),
-    Action("SubstituteIn(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 enterpriseNonce,uint256 warehouseNonce,uint256 deadline)", "substituteIn"),
-    Action("SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "substituteOut"),
-    Action("MarginCall(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "marginCall",
-           ("bank", SUPERVISOR)),
-    Action("CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,"
-           "uint256 deadline)", "cureWithGoods"),
-    Action("CureWithCash(bytes32 lot,bytes32 payment,uint256 bankNonce,uint256 deadline)", "cureWithCash"),
-    Action("Freeze(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "freeze", ("warehouse", SUPERVISOR)),
-    Action("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "unfreeze"),
-    Action("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)", "declareDefault"),
-    Action("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "enforce"),
-    Action("Release(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "release"),
-    Action("Close(bytes32 lot,uint256 warehouseNonce,uint256 deadline)", "close"),
-    Action("ClosePledged(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "close"),
+    # the lot transitions, as the evidence verifier knows them too
+    *(Action(lot.type_string, lot.function, _ALTERNATIVES.get(name, ())) for name, lot in LOT_ACTIONS.items()),
 )  # fmt: skip
 
 #: Every typed-data primary type of CollateralRegistry, by name.
@@ -361,6 +344,7 @@ class Lot:
     released: int
     goods: bytes
     assay: bytes
+    cure_by: int = 0  # Unix time by which the current (or last) margin call must be cured
 
 
 @dataclass(frozen=True)
@@ -371,6 +355,17 @@ class Party:
     role: str
     org: int
     signer: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded CollateralRegistry event and where it is on chain."""
+
+    name: str
+    args: dict[str, Any]
+    tx_hash: str
+    block_number: int
+    log_index: int
 
 
 @dataclass(frozen=True)
@@ -390,7 +385,7 @@ def deploy_collateral_registry(
     admin: str | None = None,
     registrar: str | None = None,
     supervisor: str | None = None,
-    admin_delay: int = 2 * 24 * 3600,
+    admin_delay: int = COLLATERAL_ADMIN_DELAY_S,
 ) -> str:
     """Deploy CollateralRegistry from the relayer; returns its address.
 
@@ -445,10 +440,10 @@ class CollateralClient:
     def lot(self, lot_id: bytes) -> Lot:
         raw = self._call(f"lotOf(0x{bytes(lot_id).hex()})", self.contract.functions.lotOf(bytes(lot_id)))
         (warehouse, enterprise, bank, status, frozen_from, control_start, quantity, min_quantity, unit, released,
-         goods, assay) = raw  # fmt: skip
+         cure_by, goods, assay) = raw  # fmt: skip
         return Lot(
             bytes(lot_id), warehouse, enterprise, bank, Status(status), Status(frozen_from), quantity, min_quantity,
-            control_start, unit_text(unit), released, bytes(goods), bytes(assay),
+            control_start, unit_text(unit), released, bytes(goods), bytes(assay), cure_by,
         )  # fmt: skip
 
     def pending_substitution(self, lot_id: bytes) -> bytes | None:
@@ -476,14 +471,14 @@ class CollateralClient:
         """The parties that must sign ``action`` for ``message``, in signature order, as the chain has them.
 
         ``approver`` picks who gives a single either/or signature (``MarginCall``, ``Freeze``): an
-        address of the lot's party or of a supervision key. Fields of ``message`` that name parties
+        address of the lot's party or of a supervision key (``DefaultUncured``: a supervision key). Fields of ``message`` that name parties
         (``lot``, ``warehouse``, ``bank``, ``org``, ``newSigner``, ``signer``) must be present.
         """
         spec = _action(action)
         lot = self.lot(_as_bytes(message["lot"], "lot")) if "lot" in message else None
         parties = []
         for role in spec.signers:
-            if "|" in role:
+            if "|" in role or role == SUPERVISOR:
                 parties.append(self._either(role.split("|"), lot, message, approver))
             else:
                 parties.append(self._party(role, lot, message))
@@ -543,6 +538,32 @@ class CollateralClient:
         The typed data is checked again (:func:`typed_data`) and must name this contract's domain.
         Raises :class:`~ledger.chain.base.ChainRevert` with the contract's error if it is refused.
         """
+        action, what, data = self._encode(typed, signatures)
+        return self._transact(action, what, data)
+
+    def send(
+        self, typed: Mapping[str, Any], signatures: Sequence[bytes], *, record: Callable[[SignedTx], None] | None = None
+    ) -> SignedTx:
+        """The sending half of :meth:`submit`, for a caller that keeps track of the transaction across crashes:
+        the gas estimate runs the transition first (a refusal raises :class:`~ledger.chain.base.ChainRevert`,
+        nothing is sent), then ``record(signed)`` runs before the broadcast (write-ahead). Does not wait:
+        :meth:`outcome` tells what became of it."""
+        _, what, data = self._encode(typed, signatures)
+        return self.chain.send_transaction(what, self.address, data, record=record)
+
+    def outcome(self, action: str, tx_hash: str, *, timeout: float = 0) -> Transition | None:
+        """The mined transition of a sent transaction, ``None`` if not mined within ``timeout`` seconds.
+        Raises :class:`~ledger.chain.base.ChainRevert` with the contract's error if it reverted."""
+        receipt = self.chain.receipt(action, tx_hash, timeout=timeout)
+        if receipt is None:
+            return None
+        return Transition(
+            action, Web3.to_hex(receipt["transactionHash"]), int(receipt["blockNumber"]), int(receipt["gasUsed"]),
+            list(receipt["logs"]),
+        )  # fmt: skip
+
+    def _encode(self, typed: Mapping[str, Any], signatures: Sequence[bytes]) -> tuple[str, str, str]:
+        """``(primary type, what, calldata)`` of a signed transition, its typed data checked again."""
         action = str(typed.get("primaryType"))
         spec = _action(action)
         checked = typed_data(action, self.domain(), typed["message"])
@@ -554,7 +575,26 @@ class CollateralClient:
         data = self.contract.encode_abi(
             spec.function, [*args, message["deadline"], nonces, [bytes(s) for s in signatures]]
         )
-        return self._transact(action, f"{spec.function} ({action})", data)
+        return action, f"{spec.function} ({action})", data
+
+    def events(self, *, lot: bytes | None = None, from_block: int = 0) -> list[Event]:
+        """The contract's events, oldest first: those of ``lot`` (every lot event indexes the lot first), or all.
+
+        Each is decoded with the ABI (``bytes`` as ``0x`` hex, ``Status``/``Role`` as their names)."""
+        topics: list[Any] = [None, "0x" + bytes(lot).hex()] if lot is not None else []
+        logs = self.chain.reader.get_logs(self.address, topics=topics, from_block=from_block)
+        return [event for event in map(self._decode_event, logs) if event is not None]
+
+    def _decode_event(self, log: Any) -> Event | None:
+        topic0 = bytes(log["topics"][0]) if log["topics"] else b""
+        abi = _event_abis().get(topic0)
+        if abi is None:
+            return None
+        decoded = self.contract.events[abi["name"]]().process_log(log)
+        args = {item["name"]: _event_value(item, decoded["args"][item["name"]]) for item in abi["inputs"]}
+        return Event(
+            abi["name"], args, Web3.to_hex(log["transactionHash"]), int(log["blockNumber"]), int(log["logIndex"])
+        )
 
     def _arguments(self, spec: Action, message: Mapping[str, Any]) -> list[Any]:
         """The function's leading ABI inputs, filled from the message by name."""
@@ -587,6 +627,31 @@ def _function_inputs(function: str) -> list[dict[str, Any]]:
         if item["type"] == "function" and item["name"] == function:
             return list(item["inputs"])
     raise ChainError(f"{COLLATERAL} has no function {function}")  # pragma: no cover - artifact mismatch
+
+
+@cache
+def _event_abis() -> dict[bytes, dict[str, Any]]:
+    """topic0 -> event ABI of every CollateralRegistry event."""
+    table = {}
+    for item in load_artifact(COLLATERAL)["abi"]:
+        if item["type"] == "event":
+            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+            table[keccak(text=signature)] = item
+    return table
+
+
+_ENUMS = {"Status": Status, "Role": Role}
+
+
+def _event_value(item: Mapping[str, Any], value: Any) -> Any:
+    enum = _ENUMS.get(str(item.get("internalType", "")).rsplit(".", 1)[-1].removeprefix("enum "))
+    if enum is not None:
+        return enum(value).name.lower()
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, (list, tuple)):
+        return [_event_value({"type": item["type"][:-2]}, v) for v in value]
+    return value
 
 
 def _abi_value(item: Mapping[str, Any], message: Mapping[str, Any]) -> Any:

@@ -111,3 +111,48 @@ def test_audit_and_multiproof_verify_against_a_node(cli, tmp_path: Path, ledger_
     assert ids[2] in {f.get("reading") for f in json.loads(r.output)["findings"]}
     r = cli(*audit)
     assert r.exit_code == 1 and "audit FAILED" in r.output and ids[2] in r.output.replace("\n", ""), r.output
+
+
+@pytest.mark.anvil
+def test_org_signers_on_chain_and_affiliation(cli, tmp_path: Path, ledger_factory) -> None:  # type: ignore[no-untyped-def]
+    """org create --signer prints the registration its key signs; sign-registration and the dev --signer-key
+    record the signer on chain with the role; affiliate records what the contract then enforces."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from ledger.chain.collateral import Role, sign_typed_data
+    from tests.ledger.chain.test_chain import need_anvil
+
+    need_anvil()
+    data_dir, db_url = tmp_path / "data", f"sqlite:///{tmp_path / 'orgs.sqlite3'}"
+    ledger = ledger_factory(db_url, chain="managed", data_dir=data_dir)  # the running service's chain
+    where = ("--rpc", ledger.chain.rpc_url, "--data-dir", str(data_dir), "--db-url", db_url)
+    bank_key = Account.from_key(keccak(text="cli bank key"))
+
+    r = cli("org", "create", "Bank C", "--role", "bank", "--signer", bank_key.address, *where)
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.output)
+    assert created["chain_org"] is None and created["registration"]["typed_data"]["message"]["signer"] == bank_key.address
+    signature = "0x" + sign_typed_data(bank_key.key, created["registration"]["typed_data"]).hex()  # in the bank's own wallet
+    r = cli("org", "sign-registration", "Bank C", "--signature", signature, *where)
+    assert r.exit_code == 0 and json.loads(r.output)["status"] == "confirmed", r.output
+    chain_org = json.loads(r.output)["chain_org"]
+    on_chain = ledger.collateral.organisation(chain_org)
+    assert (on_chain.signer, on_chain.role) == (bank_key.address, Role.BANK)
+
+    for name, role in (("WH C", "operator"), ("Maker C", "enterprise")):
+        r = cli("org", "create", name, "--role", role, "--signer-key", "0x" + keccak(text=f"cli {name}").hex(), *where)
+        assert r.exit_code == 0 and json.loads(r.output)["chain_org"], r.output
+    r = cli("org", "affiliate", "WH C", "Maker C", *where)
+    assert r.exit_code == 0 and json.loads(r.output)["affiliated"] is True, r.output
+    with ledger.db.session() as session:
+        from sqlalchemy import select
+
+        from ledger.store.models import Organisation
+
+        a, b = (session.scalar(select(Organisation.chain_org).where(Organisation.name == n)) for n in ("WH C", "Maker C"))
+    assert ledger.collateral.contract.functions.isAffiliated(a, b).call()
+    assert cli("org", "affiliate", "WH C", "Nobody", *where).exit_code == 2
+
+    r = cli("org", "create", "Plain", "--role", "auditor", "--signer", Account.create().address, "--data-dir", str(data_dir), "--db-url", db_url)
+    assert r.exit_code == 0 and "GET /v1/organisation" in json.loads(r.output)["registration"], r.output

@@ -31,6 +31,7 @@ from ledger.settings import Settings
 from ledger.simulator import SimulatedDevice
 from tests.conftest import IN_CI, PG_URL, LiveServer, _postgres_available, pg_schema
 
+FUZZ_LOT = "EWR-2026-0001"
 FUZZ_EXAMPLES = int(os.environ.get("PLEDGELEDGER_FUZZ_EXAMPLES", "20"))
 IDENTITIES = ["anonymous", "operator", "auditor"]
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
@@ -62,10 +63,41 @@ def fuzz_env(fuzz_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         ledger.register_device(operator, device.registration())
         ledger.ingest_many([device.reading({"weight_kg": 100.0 + i}) for i in range(3)])
         ledger.anchorer.tick()
+        _lot_and_actions(ledger, operator)
         with LiveServer(create_app(ledger=ledger)) as server:
             yield server, keys
     finally:
         ledger.close()
+
+
+def _lot_and_actions(ledger: Ledger, operator) -> None:  # type: ignore[no-untyped-def]
+    """Lots and actions to fuzz against: the operator and an enterprise registered on chain (each signs its
+    own registration), and lot FUZZ_LOT (the routes' path example) registered and verified, its devices'
+    readings in its timeline, with a pledge to the fuzz bank collecting signatures."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    from ledger.chain.collateral import sign_typed_data
+
+    def register(org, name: str):  # type: ignore[no-untyped-def]
+        account = Account.from_key(keccak(text=f"fuzz signer {name}"))
+        view = ledger.set_signer(org, account.address)
+        ledger.add_action_signature(org, view["registration"]["id"], "0x" + sign_typed_data(account.key, view["registration"]["typed_data"]).hex())
+        return account
+
+    enterprise = ledger.authenticate(ledger.create_organisation(name="Fuzz enterprise", role="enterprise").api_key)
+    bank = ledger.authenticate(ledger.create_organisation(name="Fuzz bank signer", role="bank").api_key)
+    signers = {"operator": register(operator, "operator"), "enterprise": register(enterprise, "enterprise")}
+    register(bank, "bank")
+    made = ledger.register_lot(operator, {"id": FUZZ_LOT, "enterprise": enterprise.id, "goods": {"commodity": "copper"},
+                                          "quantity": 100, "unit": "kg", "devices": ["fuzz-scale-01"]})  # fmt: skip
+    ledger.add_action_signature(operator, made["action"]["id"], "0x" + sign_typed_data(signers["operator"].key, made["action"]["typed_data"]).hex())
+    verify = ledger.propose_action(operator, FUZZ_LOT, {"type": "verify", "params": {"quantity": 100, "assay": {"grade": "A"}}})
+    for who, org in (("operator", operator), ("enterprise", enterprise)):
+        ledger.add_action_signature(org, verify["id"], "0x" + sign_typed_data(signers[who].key, verify["typed_data"]).hex())
+    terms = {"loan_value": "1000", "currency": "CNY", "commodity": "copper", "haircut": "0.2", "warning_ltv": "0.7",
+             "disposal_ltv": "0.8", "min_quantity": 50, "cure_period_s": 3600}  # fmt: skip
+    ledger.propose_action(enterprise, FUZZ_LOT, {"type": "pledge", "params": {"bank": "Fuzz bank signer", "registration": "R-1", "terms": terms, "min_quantity": 50}})
 
 
 #: The document the app serves at /openapi.json (checked below), loaded when the module is: the
@@ -157,9 +189,11 @@ def test_what_postgresql_cannot_hold_is_refused_not_a_500(fuzz_env) -> None:  # 
             ("/v1/batches/0/multiproof?lot=LOT%00", op, "lot_not_in_batch"),
             ("/v1/batches/94393926484/tree", auditor, "batch_not_found"),
             ("/v1/batches/94393926484/multiproof?lot=LOT", op, "batch_not_found"),
+            ("/v1/lots/LOT%00/valuation", auditor, "lot_not_found"),
         ]:
             r = http.get(path, headers=headers)
             assert r.status_code == 404 and r.json()["error"]["code"] == code, (path, r.text)
+        assert http.get("/v1/margin-calls?lot=LOT%00", headers=auditor).json() == []
         for path in ("/v1/devices/x%00/keys", "/v1/devices/x%00/revoke"):
             r = http.post(path, json={"alg": "ES256", "public_key": "-", "pop": "-", "at": None}, headers=op)
             assert r.status_code == 404 and r.json()["error"]["code"] == "device_not_found", (path, r.text)

@@ -174,7 +174,7 @@ def test_deploy_to_rpc_then_serve_against_it(tmp_path: Path) -> None:
         r = service.cli("deploy", "--rpc", node.url)
         assert r.returncode == 0, r.stderr
         deployed = json.loads(r.stdout)
-        assert set(deployed["contracts"]) == {"DeviceRegistry", "ReadingAnchor"}
+        assert set(deployed["contracts"]) == {"DeviceRegistry", "ReadingAnchor", "CollateralRegistry"}
         assert (data_dir / "deployments" / f"{deployed['chain_id']}.json").exists()
 
         health = service.start()

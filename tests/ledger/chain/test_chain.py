@@ -27,6 +27,7 @@ from web3.exceptions import ContractLogicError
 from attestation.bundle import AnchorQuery
 from ledger.chain import (
     ANCHOR,
+    COLLATERAL,
     ANVIL_DEV_KEY,
     OPEN_UNTIL,
     REGISTRY,
@@ -156,7 +157,7 @@ class TestChainConformance:
     def test_deployment_is_recorded_and_reused(self, chain: Chain) -> None:
         client, deployment = chain.client, chain.deployment
         assert deployment.chain_id == client.chain_id
-        assert set(deployment.contracts) == {ANCHOR, REGISTRY}
+        assert set(deployment.contracts) == {ANCHOR, REGISTRY, COLLATERAL}
         assert all(client.has_code(address) for address in deployment.contracts.values())
         assert not client.has_code(client.address)
         assert read_deployment(chain.data_dir, client.chain_id) == deployment
