@@ -49,7 +49,7 @@ from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
 from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.metrics import ALERTS
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Action, Alert, DeviceGap, Lot, Reading, SupervisionCheck, SupervisionCursor, naive_utc, utc
 from ledger.supervision.config import configs_for
 from ledger.supervision.rules import RULES, Context, Finding, evaluate, evaluate_check, row_select, silent_devices, to_row
@@ -398,9 +398,8 @@ class Supervisor:
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
                 log.error("supervision pass failed (retrying in %.1f s): %s", backoff, exc)
             except Exception as exc:  # never let the loop die silently
-                self.last_error = repr(exc)
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
-                log.exception("supervision pass failed unexpectedly")
+                self.last_error = log_failed_round(log, "supervision pass", exc)
 
     def stop(self) -> None:
         self._stop.set()
