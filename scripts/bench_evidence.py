@@ -54,8 +54,8 @@ from ledger.simulator import SimulatedDevice  # noqa: E402
 from scripts.benchlib import DEFAULT_PG_URL, log, pg_execute, schema_url  # noqa: E402
 
 LOT = "EWR-BENCH-1"
-TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "steel coil", "haircut": 0.3, "warning_ltv": 0.7,
-         "disposal_ltv": 0.85, "min_control_value": 4_500_000}  # fmt: skip
+TERMS = {"loan_value": "6000000.00", "currency": "CNY", "commodity": "steel_coil", "haircut": "0.30",
+         "warning_ltv": "0.70", "disposal_ltv": "0.85", "min_quantity": 6_000, "cure_period_s": 86_400}  # fmt: skip
 
 
 def _sign(ledger: Ledger, orgs: dict[str, Any], keys: dict[str, Any], action: dict[str, Any], *signers: str) -> dict[str, Any]:

@@ -162,6 +162,17 @@ BENCHMARKS: list[Benchmark] = [
             Metric("register_lot_gas", "register_lot_gas", "gas", Target("<=", 150_000, "issue 5")),
         ),
     ),
+    Benchmark(
+        "evidence",
+        "bench_evidence.py",
+        (
+            Metric("evidence_bytes_per_reading", "bytes_per_reading", "bytes (zipped package)"),
+            Metric("evidence_build_cpu_s", "build_cpu_s", "CPU s (20,000 readings)"),
+            Metric("evidence_verify_per_cpu_s", "verified_readings_per_cpu_s", "readings verified per CPU s"),
+        ),
+        quick=("--readings", "1000", "--db", "sqlite"),
+        needs="PostgreSQL",
+    ),
 ]
 
 # ---------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class Supervisor:
         leadership: Leadership | None = None,
         notify: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
-        freeze_wait_s: float = 15.0,
+        freeze_wait_s: float = 1.0,
     ) -> None:
         """``collateral`` and ``supervisor`` give the CollateralRegistry client and the supervision key
         when first needed; ``notify`` is called after webhooks were queued (the dispatcher's ``wake``)."""
@@ -125,7 +125,7 @@ class Supervisor:
         self.leadership = leadership
         self.notify = notify or (lambda: None)
         self.clock = clock
-        self.freeze_wait_s = freeze_wait_s  # how long one pass waits for a freeze to be mined
+        self.freeze_wait_s = freeze_wait_s  # how long one pass waits for a freeze to be mined (the next looks again)
         self.last_error: str | None = None
         self._baselines: dict[Any, Any] = {}
         self._last_sweep = 0.0
@@ -270,6 +270,7 @@ class Supervisor:
             action_id, status = action.id, action.status
         if status == "collecting":
             submission.submit_complete(self.db, self.collateral, action_id, wait_s=self.freeze_wait_s)
+        submission.await_outcome(self.db, self.collateral, action_id, wait_s=self.freeze_wait_s)  # sent by the submitter
         return self._frozen(alert_id)
 
     def _frozen(self, alert_id: str) -> bool:

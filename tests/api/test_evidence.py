@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from types import SimpleNamespace
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,13 @@ from ledger.chain.collateral import identifier_hash, sign_typed_data
 from ledger.chain.evidence import EvidenceReader
 from ledger.simulator import SimulatedDevice
 from ledger.store.models import Lot
-from tests.api.test_lots_acceptance import sign
+from tests.api.test_lots_acceptance import TERMS, sign
 from tests.conftest import LiveServer
 from tests.jsonrpc_bridge import JsonRpcBridge
 
 LOT = "EWR-EVIDENCE-1"
 
 
-TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "steel coil", "haircut": 0.3, "warning_ltv": 0.7,
-         "disposal_ltv": 0.85, "min_control_value": 4_500_000}  # fmt: skip
 ROLES = {"warehouse": "operator", "enterprise": "enterprise", "bank": "bank", "auditor": "auditor", "other_bank": "bank"}
 
 
@@ -103,7 +102,8 @@ def _drive_lot(ledger: Any, http: httpx.Client) -> Scene:
     with ledger.db.session() as session:
         called = actions.system_action(session, ledger.collateral, ledger.chain.client.account, lot=session.get(Lot, LOT),
                                        type="margin_call", primary_type="MarginCall",
-                                       fields={"lot": identifier_hash(LOT), "reason": b"\x44" * 32})  # fmt: skip
+                                       fields={"lot": identifier_hash(LOT), "reason": b"\x44" * 32,
+                                               "cureBy": int((datetime.now(timezone.utc) + timedelta(days=3)).timestamp())})  # fmt: skip
         assert called.status == "confirmed", called.error_message
     assert scene.act("warehouse", "freeze", {"reason": {"alert": "weight drop", "kg": 300}}, "warehouse")["status"] == "confirmed"
     assert scene.act("bank", "unfreeze", {}, "bank")["status"] == "collecting"  # evidence too: who asked, who signed so far
