@@ -419,12 +419,9 @@ def verify_evidence(
     chain cannot be read.
     """
     from rich.markup import escape
-    from web3 import Web3
-
-    from attestation.evidence import CHECKS, PackageError, open_package, verify_evidence as verify_package
+    from attestation.evidence import CHECKS, PackageError
     from ledger.chain.base import ChainError
-    from ledger.chain.client import ChainReader
-    from ledger.chain.evidence import EvidenceReader
+    from ledger.verification import verify_evidence_with_chain
 
     try:
         handle = file.open("rb")
@@ -433,13 +430,10 @@ def verify_evidence(
         raise typer.Exit(2)
     with handle:
         try:
-            files = open_package(handle)
+            report = verify_evidence_with_chain(handle, rpc)
         except PackageError as exc:
             err.print(f"[red]cannot read {escape(str(file))}[/]: {escape(exc.message)}", highlight=False)
             raise typer.Exit(2)
-        chain = EvidenceReader(ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 60}))))
-        try:
-            report = verify_package(files, chain)
         except ChainError as exc:
             err.print(f"[red]cannot read the chain at {escape(rpc)}[/]: {escape(str(exc))}", highlight=False)
             raise typer.Exit(2)

@@ -51,7 +51,7 @@ from ledger.batching import seal_batch
 from ledger.chain.base import AnchorReceipt, ChainError, ChainRevert, NonceConsumed, SignedTx
 from ledger.leadership import Leadership
 from ledger.metrics import observe_anchored
-from ledger.store.db import Database, database_unavailable, first_line
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Batch, naive_utc
 
 __all__ = ["AnchorMismatch", "Anchorer", "Finality"]
@@ -437,12 +437,7 @@ class Anchorer:
                 log.error("anchoring failed (retrying in %.0f s): %s", backoff, exc)
             except Exception as exc:  # never let the loop die silently
                 backoff = min(backoff * 2, 30.0)
-                if database_unavailable(exc):  # restarting or unreachable: the pool reconnects
-                    self.last_error = f"database unavailable: {first_line(exc)}"
-                    log.error("anchoring paused, database unavailable (retrying in %.0f s): %s", backoff, first_line(exc))
-                else:
-                    self.last_error = repr(exc)
-                    log.exception("anchoring failed unexpectedly")
+                self.last_error = log_failed_round(log, "anchoring", exc)
 
     def stop(self) -> None:
         self._stop.set()

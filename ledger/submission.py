@@ -41,10 +41,10 @@ from ledger.actions import is_complete
 from ledger.chain.base import ChainError, ChainRevert, NonceConsumed, SignedTx
 from ledger.chain.collateral import CollateralClient
 from ledger.leadership import Leadership
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Action, naive_utc, utc
 
-__all__ = ["CLAIM_LEASE", "SUBMIT_WAIT_S", "Submitter", "reconcile", "submit_complete"]
+__all__ = ["CLAIM_LEASE", "SUBMIT_WAIT_S", "Submitter", "await_outcome", "reconcile", "submit_complete"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,16 @@ def submit_complete(db: Database, collateral: CollateralClient, action_id: str, 
     claim = _claim(db, action_id, "collecting", None)
     if claim is not None:
         _send(db, collateral, action_id, claim, wait_s)
+
+
+def await_outcome(db: Database, collateral: CollateralClient, action_id: str, *, wait_s: float) -> None:
+    """Wait up to ``wait_s`` seconds for a ``submitted`` action's recorded transaction and record its outcome,
+    whichever process sent it (a caller that needs the outcome now need not wait for the submitter's pass)."""
+    with db.session() as session:
+        action = session.get(Action, action_id)
+        tx_hash = action.tx_hash if action is not None and action.status == "submitted" else None
+    if tx_hash is not None:
+        _settle(db, collateral, action_id, tx_hash, wait_s)
 
 
 def _claim(db: Database, action_id: str, status: str, previous: datetime | None) -> datetime | None:
@@ -241,8 +251,8 @@ class Submitter:
             try:
                 if self.leadership is None or self.leadership.acquire():
                     reconcile(self.db, self.collateral)
-            except Exception:  # keep going whatever one pass hit
-                log.exception("reconciling actions failed")
+            except Exception as exc:  # keep going whatever one pass hit
+                log_failed_round(log, "reconciling actions", exc)
             self._stop.wait(self.poll_s)
 
     def stop(self) -> None:

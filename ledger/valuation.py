@@ -62,7 +62,7 @@ from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound
 from ledger.leadership import Leadership
-from ledger.store.db import Database, storable_text
+from ledger.store.db import Database, log_failed_round, storable_text
 from ledger.store.models import (
     Action,
     Lot,
@@ -577,8 +577,7 @@ class Valuer:
                     self.run_once()
                     self.last_error = None
             except Exception as exc:  # keep valuing whatever one pass hit
-                self.last_error = repr(exc)
-                log.exception("valuation pass failed")
+                self.last_error = log_failed_round(log, "valuation pass", exc)
             self._wake.wait(self.interval_s)
             self._wake.clear()
 

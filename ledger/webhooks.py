@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from ledger.errors import Invalid, NotFound
 from ledger.leadership import Leadership
-from ledger.store.db import Database, database_unavailable, first_line
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Organisation, Webhook, WebhookDelivery, naive_utc, utc
 
 __all__ = [
@@ -232,10 +232,7 @@ class Dispatcher:
                     while self.run_once() and not self._stop.is_set():
                         pass
             except Exception as exc:  # keep dispatching whatever one round hit
-                if database_unavailable(exc):  # restarting or unreachable: the pool reconnects
-                    log.warning("webhook dispatch paused, database unavailable: %s", first_line(exc))
-                else:
-                    log.exception("webhook dispatch failed")
+                log_failed_round(log, "webhook dispatch", exc)
             self._wake.wait(self.poll_s)
             self._wake.clear()
 

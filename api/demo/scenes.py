@@ -36,6 +36,15 @@ def _verified(world: World, document: dict[str, Any]) -> bool:
     return verify_with_chain(document, world.rpc_url).ok
 
 
+def _evidence_verified(world: World, path: Path) -> bool:
+    from ledger.verification import verify_evidence_with_chain
+
+    if not world.rpc_url:
+        return False
+    with path.open("rb") as package:
+        return bool(verify_evidence_with_chain(package, world.rpc_url).ok)
+
+
 def _save(world: World, name: str, document: Any) -> str:
     import json
 
@@ -77,13 +86,13 @@ def pledge_supervision(world: World) -> None:
     world.send(tag, {"lat": YARD["lat"] + 0.0002, "lon": YARD["lon"], "accuracy_m": 3.0})
     verify = world.act(lot_id, "verify", {"quantity": coils * COIL_KG, "assay": {"lab": "CCIC Shanghai", "grade": "Q235B",
                        "certificate": f"CCIC-{world.tag}"}}, warehouse, warehouse, steel)  # fmt: skip
-    world.claim(scene, f"lot {lot_id} verified in: {coils} coils, {coils * COIL_KG:,} kg, assay recorded", f"tx {verify['tx_hash']}", True)
+    world.claim(scene, f"lot {lot_id} verified in: {coils} coils, {coils * COIL_KG:,} kg, assay recorded", f"tx {verify['tx_hash']}")
 
     terms = {"loan_value": "2800000.00", "currency": "CNY", "commodity": "steel_hrc", "haircut": "0.70",
              "warning_ltv": "0.80", "disposal_ltv": "0.90", "min_quantity": 10 * COIL_KG, "cure_period_s": 259200}  # fmt: skip
     pledge = world.act(lot_id, "pledge", {"bank": bank.name, "registration": f"PBOC-DJ-{world.tag}", "terms": terms},
                        steel, steel, bank, warehouse)  # fmt: skip
-    world.claim(scene, f"pledged to {bank.name} by the signatures of enterprise, bank and warehouse", f"tx {pledge['tx_hash']}, gas {pledge['gas_used']:,}", True)
+    world.claim(scene, f"pledged to {bank.name} by the signatures of enterprise, bank and warehouse", f"tx {pledge['tx_hash']}, gas {pledge['gas_used']:,}")
 
     # a partial release the bank instructs: the coils leave on a truck the camera sees
     released = 2 * COIL_KG
@@ -91,7 +100,7 @@ def pledge_supervision(world: World) -> None:
     world.send(camera, {"frame_sha256": "ab" * 32})
     weigh((coils - 2) * COIL_KG)
     world.send(rfid, {"count": coils - 2})
-    world.claim(scene, f"partial release of {released:,} kg on the bank's instruction; the scales agree, no alert", f"tx {partial['tx_hash']}", True)
+    world.claim(scene, f"partial release of {released:,} kg on the bank's instruction; the scales agree, no alert", f"tx {partial['tx_hash']}")
 
     # an outflow nobody approved: two more coils leave at night
     outflow = weigh((coils - 4) * COIL_KG)
@@ -103,12 +112,21 @@ def pledge_supervision(world: World) -> None:
         raise DemoError(f"lot {lot_id} is frozen but shows no alert")
     freeze_tx = alert.get("freeze", {}).get("tx_hash") if isinstance(alert.get("freeze"), dict) else alert.get("freeze_tx_hash")
     world.claim(scene, f"the outflow raised {alert['rule']} and froze the lot on chain through the supervision key",
-                f"alert {alert['id']}, freeze tx {freeze_tx}, chain status {lot['chain']['status'] if lot.get('chain') else lot['status']}", True)
+                f"alert {alert['id']}, freeze tx {freeze_tx}, chain status {lot['chain']['status'] if lot.get('chain') else lot['status']}")
 
     bundle = world.proof(outflow[0], bank)
     path = _save(world, "outflow-proof", bundle)
     world.claim(scene, "the reading that caught the outflow is signed by the scale and anchored", f"{path}: checkpoint {bundle['anchor']['index']}",
                 _verified(world, bundle))  # fmt: skip
+
+    # what the bank hands a court: every event, signed action and reading of the lot, checked against the chain
+    package = world.http.get(f"/v1/lots/{lot_id}/evidence", headers=bank.headers)
+    if package.status_code != 200:
+        world._answer(package, "GET evidence")
+    zip_path = Path(tempfile.gettempdir()) / f"pledgeledger-demo-{world.tag}-evidence.zip"
+    zip_path.write_bytes(package.content)
+    world.claim(scene, "the lot's evidence package (every transition above with its signatures and receipt, every reading with its proof)",
+                f"{zip_path} (pledgeledger verify-evidence {zip_path} --rpc {world.rpc_url})", _evidence_verified(world, zip_path))  # fmt: skip
 
 
 def production_supervision(world: World) -> None:
@@ -138,7 +156,8 @@ def production_supervision(world: World) -> None:
     month = datetime.now(timezone.utc).strftime("%Y-%m")
     utilisation = world.get("/v1/production/utilisation", bank, device=meter.id, month=month)
     upath = _save(world, "utilisation", utilisation)
-    world.claim(scene, f"utilisation for {month}: {utilisation['result'].get('utilisation')} (null until the meter has a prior year of readings)",
+    ratio = utilisation["result"].get("utilisation")
+    world.claim(scene, f"utilisation for {month}: {ratio if ratio is not None else 'not yet computable: it needs the prior twelve months of readings'}",
                 upath, _verified(world, utilisation))  # fmt: skip
 
 
@@ -166,7 +185,9 @@ def disaster_prevention(world: World) -> None:
     alarm = world.send(smoke, {"alarm": True})
     world.send(water, {"alarm": True, "level_mm": 35.0})
     delivery = receiver.wait_for("alert.raised", timeout=90)
-    world.claim(scene, f"the insurer's endpoint received {delivery['event']} ({delivery['body'].get('data', {}).get('rule', '?')})",
+    data = delivery["body"].get("data", {}) if isinstance(delivery["body"], dict) else {}
+    rule = data.get("rule") or (data.get("alert") or {}).get("rule") or "an alarm"
+    world.claim(scene, f"the insurer's endpoint received {delivery['event']} ({rule}) for lot {lot_id}",
                 f"delivery {delivery['delivery']}, HMAC-SHA256 checked by the receiver", delivery["signature_ok"])  # fmt: skip
     events = world.get("/v1/insurer/events", insurer)
     world.claim(scene, f"the insurer's view lists {len(events)} event(s) for its lots: {', '.join(sorted({e['event'] for e in events}))}",

@@ -49,7 +49,7 @@ from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
 from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.metrics import ALERTS
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Action, Alert, DeviceGap, Lot, Reading, SupervisionCheck, SupervisionCursor, naive_utc, utc
 from ledger.supervision.config import configs_for
 from ledger.supervision.rules import RULES, Context, Finding, evaluate, evaluate_check, row_select, silent_devices, to_row
@@ -111,7 +111,7 @@ class Supervisor:
         leadership: Leadership | None = None,
         notify: Callable[[], None] | None = None,
         clock: Callable[[], datetime] = _utcnow,
-        freeze_wait_s: float = 15.0,
+        freeze_wait_s: float = 1.0,
     ) -> None:
         """``collateral`` and ``supervisor`` give the CollateralRegistry client and the supervision key
         when first needed; ``notify`` is called after webhooks were queued (the dispatcher's ``wake``)."""
@@ -125,7 +125,7 @@ class Supervisor:
         self.leadership = leadership
         self.notify = notify or (lambda: None)
         self.clock = clock
-        self.freeze_wait_s = freeze_wait_s  # how long one pass waits for a freeze to be mined
+        self.freeze_wait_s = freeze_wait_s  # how long one pass waits for a freeze to be mined (the next looks again)
         self.last_error: str | None = None
         self._baselines: dict[Any, Any] = {}
         self._last_sweep = 0.0
@@ -270,6 +270,7 @@ class Supervisor:
             action_id, status = action.id, action.status
         if status == "collecting":
             submission.submit_complete(self.db, self.collateral, action_id, wait_s=self.freeze_wait_s)
+        submission.await_outcome(self.db, self.collateral, action_id, wait_s=self.freeze_wait_s)  # sent by the submitter
         return self._frozen(alert_id)
 
     def _frozen(self, alert_id: str) -> bool:
@@ -397,9 +398,8 @@ class Supervisor:
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
                 log.error("supervision pass failed (retrying in %.1f s): %s", backoff, exc)
             except Exception as exc:  # never let the loop die silently
-                self.last_error = repr(exc)
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
-                log.exception("supervision pass failed unexpectedly")
+                self.last_error = log_failed_round(log, "supervision pass", exc)
 
     def stop(self) -> None:
         self._stop.set()

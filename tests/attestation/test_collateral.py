@@ -96,7 +96,7 @@ def test_decode_call_inverts_encode_call(primary: str) -> None:
 
     action = LOT_ACTIONS[primary]
     samples = {"bytes32": b"\x07" * 32, "bytes32[]": [b"\x01" * 32, b"\x02" * 32], "uint24": 3, "uint64": 4, "bytes8": b"kg".ljust(8, b"\0"),
-               "uint256": 5, "uint40": 6}  # fmt: skip
+               "uint40": 6, "uint256": 5}  # fmt: skip
     message = {name: samples[t] for name, t in action.fields}
     typed = typed_data(primary, Domain(9, "0x" + "ab" * 20), message)
     signatures = ["0x" + bytes([i]) .hex() * 65 for i in range(1, len(action.nonce_fields) + 1)]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,11 +13,12 @@ from sqlalchemy import func, select
 
 from ledger.chain import ANVIL_DEV_KEY, deploy_to, open_chain
 from ledger.orgs import create_organisation
+from ledger.settings import normalise_db_url
 from ledger.store.db import Database
 from ledger.store.models import Reading
 from tests.e2e.test_service import Service
 
-__all__ = ["count_readings", "health", "organisations", "say", "start_service", "stored_ids", "wait_for"]
+__all__ = ["count_readings", "health", "organisations", "running_service", "say", "start_service", "stored_ids", "wait_for"]
 
 T = TypeVar("T")
 _T0 = time.monotonic()
@@ -38,6 +40,18 @@ def start_service(data_dir: Path, node: Any, db_url: str, **env: str) -> Service
                        PLEDGELEDGER_DEVICE_RATE_PER_S="1000000", PLEDGELEDGER_DEVICE_BURST="1000000", **env)  # fmt: skip
     service.start()
     return service
+
+
+@contextmanager
+def running_service(data_dir: Path, node: Any, db_url: str, **env: str) -> Iterator[tuple[Service, Database]]:
+    """:func:`start_service`, with the test's own connection to its database; both closed at the end."""
+    service = start_service(data_dir, node, db_url, **env)
+    db = Database(normalise_db_url(db_url))
+    try:
+        yield service, db
+    finally:
+        service.stop()
+        db.dispose()
 
 
 def organisations(db: Database) -> tuple[str, str]:

@@ -134,7 +134,8 @@ def read_log(path: Path) -> ClientLog:
 
 
 class LoadClient:
-    """The gateway as a child process: :meth:`start`, :meth:`wait_answers`, :meth:`finish`."""
+    """The gateway as a child process (a context manager: started, killed at the end if still running):
+    :meth:`wait_answers`, :meth:`finish`."""
 
     def __init__(self, directory: Path, url: str, operator_key: str, **options: object) -> None:
         self.out = directory / "client.jsonl"
@@ -151,6 +152,12 @@ class LoadClient:
 
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.stderr.open("wb"))
         return self
+
+    def __enter__(self) -> LoadClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
     def log(self) -> ClientLog:
         return read_log(self.out)

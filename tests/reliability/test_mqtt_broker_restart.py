@@ -26,9 +26,8 @@ from attestation import parse_reading
 from ledger.chain import AnvilNode
 from ledger.mqtt import ACKS_TOPIC, READINGS_TOPIC
 from ledger.simulator import SimulatedDevice
-from ledger.store.db import Database
 from ledger.store.models import Reading
-from tests.reliability.harness import count_readings, organisations, say, start_service, stored_ids, wait_for
+from tests.reliability.harness import count_readings, organisations, running_service, say, stored_ids, wait_for
 from tests.reliability.servers import PrivateMosquitto
 from tests.reliability.soundness import assert_service_sound
 
@@ -79,62 +78,60 @@ class Gateway:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def test_mqtt_broker_restarted_mid_stream(tmp_path: Path, node: AnvilNode, private_mosquitto: PrivateMosquitto) -> None:
     db_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     say("MQTT broker restart: starting the service with its bridge on a private Mosquitto")
-    service = start_service(tmp_path / "data", node, db_url, PLEDGELEDGER_MQTT_URL=private_mosquitto.url)
-    db = Database(db_url)
-    gateway = None
-    try:
+    with running_service(tmp_path / "data", node, db_url, PLEDGELEDGER_MQTT_URL=private_mosquitto.url) as (service, db):
         operator, _ = organisations(db)
         devices = [SimulatedDevice(f"mq-rel-{i}", "load_cell", alg="EdDSA", lot="LOT-MQ") for i in range(DEVICES)]
         for device in devices:
             r = httpx.post(f"{service.url}/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator}"}, timeout=30)
             assert r.status_code == 201, r.text
-        gateway = Gateway(private_mosquitto, devices)
-        wait_for(lambda: "subscribed" in service.log.read_text(), "the bridge to subscribe")
+        with Gateway(private_mosquitto, devices) as gateway:
+            wait_for(lambda: "subscribed" in service.log.read_text(), "the bridge to subscribe")
 
-        published: list[str] = []
+            published: list[str] = []
 
-        def publish_all() -> None:  # the devices' pace: about 60 readings/s, whatever the broker does
-            for n in range(PER_DEVICE):
-                for device in devices:
-                    reading = device.reading({"weight_kg": 500.0 + n})
-                    published.append(parse_reading(reading).id)
-                    gateway.publish(device, reading)
-                time.sleep(0.03)
+            def publish_all() -> None:  # the devices' pace: about 60 readings/s, whatever the broker does
+                for n in range(PER_DEVICE):
+                    for device in devices:
+                        reading = device.reading({"weight_kg": 500.0 + n})
+                        published.append(parse_reading(reading).id)
+                        gateway.publish(device, reading)
+                    time.sleep(0.03)
 
-        publisher = threading.Thread(target=publish_all, name="gateway-publisher")
-        publisher.start()
-        try:
-            wait_for(lambda: len(gateway.acked()) >= RESTART_AFTER_ACKS, "the first acknowledgements", timeout=60)
-            private_mosquitto.stop()  # mid-stream: readings in flight both ways
-            accepted = {i for i, s in gateway.acked().items() if "accepted" in s}
-            say(f"broker stopped after {len(published)} readings published, {len(accepted)} acknowledged accepted")
-            missing = accepted - stored_ids(db, accepted)
-            assert not missing, f"{len(missing)} readings acknowledged accepted are not stored"
-            time.sleep(DOWN_S)
-            private_mosquitto.start()
-            say(f"broker started again ({len(published)} readings published so far)")
-        finally:
-            publisher.join()
-        say(f"all {len(published)} readings published")
+            publisher = threading.Thread(target=publish_all, name="gateway-publisher")
+            publisher.start()
+            try:
+                wait_for(lambda: len(gateway.acked()) >= RESTART_AFTER_ACKS, "the first acknowledgements", timeout=60)
+                private_mosquitto.stop()  # mid-stream: readings in flight both ways
+                accepted = {i for i, s in gateway.acked().items() if "accepted" in s}
+                say(f"broker stopped after {len(published)} readings published, {len(accepted)} acknowledged accepted")
+                missing = accepted - stored_ids(db, accepted)
+                assert not missing, f"{len(missing)} readings acknowledged accepted are not stored"
+                time.sleep(DOWN_S)
+                private_mosquitto.start()
+                say(f"broker started again ({len(published)} readings published so far)")
+            finally:
+                publisher.join()
+            say(f"all {len(published)} readings published")
 
-        acks = wait_for(lambda: (a := gateway.acked()).keys() >= set(published) and a, "every reading acknowledged", timeout=90)
-        say(f"every reading acknowledged: {sum(len(s) for s in acks.values())} acks for {len(published)} readings, "
-            f"{sum(1 for s in acks.values() if 'duplicate' in s)} redelivered (answered duplicate)")  # fmt: skip
-        assert not gateway.other, gateway.other[:3]
-        assert all(set(s) <= {"accepted", "duplicate"} for s in acks.values()), {i: s for i, s in acks.items() if set(s) - {"accepted", "duplicate"}}
-        assert set(acks) == set(published)
+            acks = wait_for(lambda: (a := gateway.acked()).keys() >= set(published) and a, "every reading acknowledged", timeout=90)
+            say(f"every reading acknowledged: {sum(len(s) for s in acks.values())} acks for {len(published)} readings, "
+                f"{sum(1 for s in acks.values() if 'duplicate' in s)} redelivered (answered duplicate)")  # fmt: skip
+            assert not gateway.other, gateway.other[:3]
+            assert all(set(s) <= {"accepted", "duplicate"} for s in acks.values()), {i: s for i, s in acks.items() if set(s) - {"accepted", "duplicate"}}
+            assert set(acks) == set(published)
         with db.session() as session:  # nothing stored twice: one row per reading, one per device and seq
             rows = session.execute(select(Reading.device_id, func.count(), func.count(Reading.seq.distinct())).group_by(Reading.device_id)).all()
         assert sorted(rows) == [(d.id, PER_DEVICE, PER_DEVICE) for d in devices], rows
         assert count_readings(db) == len(published) == len(set(published))
 
         assert_service_sound(db, node.url, tmp_path / "data", published, timeout=90)
-    finally:
-        if gateway is not None:
-            gateway.close()
-        service.stop()
-        db.dispose()

@@ -16,9 +16,7 @@ import psycopg
 import pytest
 
 from ledger.chain import AnvilNode
-from ledger.settings import normalise_db_url
-from ledger.store.db import Database
-from tests.reliability.harness import health, organisations, say, start_service, wait_for
+from tests.reliability.harness import health, organisations, running_service, say, wait_for
 from tests.reliability.loadclient import LoadClient
 from tests.reliability.servers import PrivatePostgres
 from tests.reliability.soundness import assert_service_sound
@@ -36,31 +34,28 @@ def advisory_locks(server: PrivatePostgres) -> int:
 
 def test_postgres_restarted_under_ingestion_and_anchoring(tmp_path: Path, node: AnvilNode, private_postgres: PrivatePostgres) -> None:
     say("PostgreSQL restart: starting the service on a private PostgreSQL cluster")
-    service = start_service(tmp_path / "data", node, private_postgres.url)
-    db = Database(normalise_db_url(private_postgres.url))
-    client = None
-    try:
+    with running_service(tmp_path / "data", node, private_postgres.url) as (service, db):
         operator, _ = organisations(db)
-        client = LoadClient(tmp_path, service.url, operator, devices=4, batch=10, pause=0.05).start()
-        before = len(client.wait_answers(10).answered)
-        wait_for(lambda: health(service)["anchoring"]["leader"] and advisory_locks(private_postgres), "the anchoring lease")
-        pid = service.proc.pid
+        with LoadClient(tmp_path, service.url, operator, devices=4, batch=10, pause=0.05) as client:
+            before = len(client.wait_answers(10).answered)
+            wait_for(lambda: health(service)["anchoring"]["leader"] and advisory_locks(private_postgres), "the anchoring lease")
+            pid = service.proc.pid
 
-        say(f"stopping PostgreSQL (immediate) after {before} answered requests; down for {DOWN_S:g} s")
-        private_postgres.stop("immediate")
-        time.sleep(DOWN_S)
-        private_postgres.start()
-        restarted = time.monotonic()
-        say("PostgreSQL is back")
+            say(f"stopping PostgreSQL (immediate) after {before} answered requests; down for {DOWN_S:g} s")
+            private_postgres.stop("immediate")
+            time.sleep(DOWN_S)
+            private_postgres.start()
+            restarted = time.monotonic()
+            say("PostgreSQL is back")
 
-        client.wait_answers(before + 10, timeout=60)
-        say(f"ingestion goes on: {len(client.log().answered)} requests answered")
-        wait_for(lambda: advisory_locks(private_postgres), "the anchoring loop to take its lease again", timeout=60)
-        anchoring = wait_for(lambda: (h := health(service)["anchoring"])["leader"] and h["last_error"] is None and h,
-                             "the anchoring loop to report no error", timeout=60)  # fmt: skip
-        say(f"anchoring recovered {time.monotonic() - restarted:.1f} s after the restart: {anchoring}")
-        log = client.finish()
-        assert service.proc.pid == pid and service.proc.poll() is None, "the service was restarted or died"
+            client.wait_answers(before + 10, timeout=60)
+            say(f"ingestion goes on: {len(client.log().answered)} requests answered")
+            wait_for(lambda: advisory_locks(private_postgres), "the anchoring loop to take its lease again", timeout=60)
+            anchoring = wait_for(lambda: (h := health(service)["anchoring"])["leader"] and h["last_error"] is None and h,
+                                 "the anchoring loop to report no error", timeout=60)  # fmt: skip
+            say(f"anchoring recovered {time.monotonic() - restarted:.1f} s after the restart: {anchoring}")
+            log = client.finish()
+            assert service.proc.pid == pid and service.proc.poll() is None, "the service was restarted or died"
 
         statuses = log.statuses()
         say(f"client: {len(log.answered)} requests answered, {len(log.unanswered_attempts)} attempts unanswered "
@@ -74,8 +69,3 @@ def test_postgres_restarted_under_ingestion_and_anchoring(tmp_path: Path, node: 
         acknowledged = log.acknowledged()
 
         assert_service_sound(db, node.url, tmp_path / "data", acknowledged, timeout=120)
-    finally:
-        if client is not None:
-            client.kill()
-        service.stop()
-        db.dispose()

@@ -13,12 +13,10 @@ import pytest
 
 from ledger.audit import open_audit_chain
 from ledger.chain import AnvilNode
-from ledger.settings import normalise_db_url
 from ledger.simulator import SimulatedDevice
-from ledger.store.db import Database
 from tests.conftest import pg_schema
 from tests.e2e.test_service import wait_proof
-from tests.reliability.harness import health, organisations, say, start_service, stored_ids, wait_for
+from tests.reliability.harness import health, organisations, running_service, say, stored_ids, wait_for
 from tests.reliability.loadclient import LoadClient
 from tests.reliability.servers import rpc
 from tests.reliability.soundness import assert_service_sound, assert_sound
@@ -31,14 +29,10 @@ def test_kill9_during_ingestion(tmp_path: Path, node: AnvilNode) -> None:
     kill -9 mid-stream; restart. Every answered reading is stored, anchored once and provable; the
     request the kill cut off was stored whole or not at all, and sending it again is answered
     accepted or duplicate, never refused as a replay."""
-    with pg_schema() as db_url:
-        say("kill -9 during ingestion: starting the service on PostgreSQL")
-        service = start_service(tmp_path / "data", node, db_url)
-        db = Database(normalise_db_url(db_url))
-        client = None
-        try:
-            operator, _ = organisations(db)
-            client = LoadClient(tmp_path, service.url, operator, devices=4, batch=20).start()
+    say("kill -9 during ingestion: starting the service on PostgreSQL")
+    with pg_schema() as db_url, running_service(tmp_path / "data", node, db_url) as (service, db):
+        operator, _ = organisations(db)
+        with LoadClient(tmp_path, service.url, operator, devices=4, batch=20) as client:
             killed_at = len(client.wait_answers(10).answered)
             service.kill9()  # mid-stream: the client has a request in flight, or is about to send one
             say(f"kill -9 of the service after {killed_at} answered requests")
@@ -51,33 +45,25 @@ def test_kill9_during_ingestion(tmp_path: Path, node: AnvilNode) -> None:
             client.wait_answers(killed_at + 10)
             log = client.finish()
 
-            statuses = log.statuses()
-            say(f"client: {len(log.answered)} requests answered, {len(log.unanswered_attempts)} attempts unanswered, "
-                f"answers {statuses}")  # fmt: skip
-            assert set(statuses) <= {"accepted", "duplicate"}, f"a reading was refused: {statuses}"
-            [resent] = log.resent  # the cut request, sent again until the restarted service answered
-            assert resent[0]["n"] == cut["n"] and resent[-1]["answer"] == "ok"
-            assert set(resent[-1]["statuses"]) == {"duplicate" if stored else "accepted"}, resent[-1]
-            acknowledged = log.acknowledged()
-            assert len(acknowledged) == len(set(acknowledged)) == sum(len(x["ids"]) for x in log.answered)
+        statuses = log.statuses()
+        say(f"client: {len(log.answered)} requests answered, {len(log.unanswered_attempts)} attempts unanswered, "
+            f"answers {statuses}")  # fmt: skip
+        assert set(statuses) <= {"accepted", "duplicate"}, f"a reading was refused: {statuses}"
+        [resent] = log.resent  # the cut request, sent again until the restarted service answered
+        assert resent[0]["n"] == cut["n"] and resent[-1]["answer"] == "ok"
+        assert set(resent[-1]["statuses"]) == {"duplicate" if stored else "accepted"}, resent[-1]
+        acknowledged = log.acknowledged()
+        assert len(acknowledged) == len(set(acknowledged)) == sum(len(x["ids"]) for x in log.answered)
 
-            assert_service_sound(db, node.url, tmp_path / "data", acknowledged)  # and nothing stored that was not answered
-            r = service.cli("audit", "--rpc", node.url, "--json")
-            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-            assert json.loads(r.stdout)["counts"]["readings"] == len(acknowledged)
-        finally:
-            if client is not None:
-                client.kill()
-            service.stop()
-            db.dispose()
+        assert_service_sound(db, node.url, tmp_path / "data", acknowledged)  # and nothing stored that was not answered
+        r = service.cli("audit", "--rpc", node.url, "--json")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert json.loads(r.stdout)["counts"]["readings"] == len(acknowledged)
 
 
 def test_kill9_between_submission_and_inclusion(tmp_path: Path, node: AnvilNode) -> None:
     """On restart the service finds its own checkpoint transaction mined, confirms it, and sends nothing again."""
-    db_url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    service = start_service(tmp_path / "data", node, db_url)
-    db = Database(db_url)
-    try:
+    with running_service(tmp_path / "data", node, f"sqlite:///{tmp_path / 'ledger.sqlite3'}") as (service, db):
         operator, bank = organisations(db)
         device = SimulatedDevice("wh1-scale-k9", "load_cell")
         r = httpx.post(f"{service.url}/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator}"}, timeout=30)
@@ -100,6 +86,3 @@ def test_kill9_between_submission_and_inclusion(tmp_path: Path, node: AnvilNode)
         r = service.cli("verify", "-", "--rpc", node.url, input=json.dumps(bundles[-1]))
         assert r.returncode == 0, r.stdout + r.stderr
         assert_sound(db, open_audit_chain(node.url, tmp_path / "data"), ids)  # one checkpoint: recognised, not sent again
-    finally:
-        service.stop()
-        db.dispose()
