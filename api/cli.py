@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging.config
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ app = typer.Typer(
 )
 org_app = typer.Typer(help="Organisations (warehouse operators, banks, auditors, insurers, enterprises) and their API keys.")
 app.add_typer(org_app, name="org")
+feed_app = typer.Typer(help="Price feeds whose signed price points the ledger accepts (POST /v1/prices) to value pledged lots.")
+app.add_typer(feed_app, name="feed")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -369,33 +370,73 @@ def verify(
 
     Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 on unusable input.
     """
-    from attestation.bundle import ChainFacts, chain_queries, verify_any
-    from attestation.errors import AttestationError
     from ledger.chain.base import ChainError
-    from ledger.chain.client import ChainReader
-    from web3 import Web3
+    from ledger.verification import verify_with_chain
 
     try:
         bundle = json.loads(sys.stdin.read() if str(file) == "-" else file.read_text())
     except (OSError, ValueError) as exc:
         err.print(f"[red]cannot read {file}[/]: {exc}")
         raise typer.Exit(2)
-    reader = ChainReader(Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30})))
     try:
-        facts = reader.chain_facts_many(chain_queries(bundle))
-    except AttestationError:
-        facts = [ChainFacts(chain_id=-1, contract="", root=None, device_key=None)]  # malformed: verify_any names the failed check
+        report = verify_with_chain(bundle, rpc)
     except ChainError as exc:
         err.print(f"[red]cannot read the chain at {rpc}[/]: {exc}")
         raise typer.Exit(2)
-    report = verify_any(bundle, facts)
+    _print_report(report, "bundle", as_json=as_json)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _print_report(report, what: str, *, as_json: bool, width: int = 10) -> None:  # type: ignore[no-untyped-def]
+    """A verification report (:class:`attestation.bundle.VerificationReport`): JSON, or one line per check."""
+    from rich.markup import escape
+
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
-    else:
-        for check in report.checks:
-            mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
-            out.print(f"{mark} {check.name:<10} {check.detail}", highlight=False)
-        out.print("[bold green]bundle verified[/]" if report.ok else f"[bold red]bundle NOT verified[/]: failed {', '.join(report.failed)}")
+        return
+    for check in report.checks:
+        mark = "[green]ok  [/]" if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.name:<{width}} {escape(check.detail)}", highlight=False)
+    out.print(f"[bold green]{what} verified[/]" if report.ok else f"[bold red]{what} NOT verified[/]: failed {', '.join(report.failed)}")
+
+
+@app.command("verify-evidence")
+def verify_evidence(
+    file: Annotated[Path, typer.Argument(help="Evidence package of a lot (GET /v1/lots/{id}/evidence), a zip")],
+    rpc: Annotated[str, typer.Option(help="JSON-RPC URL of a node you trust on the package's chain")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Verify a lot's evidence package trusting only the chain.
+
+    Checks every file's SHA-256 against the manifest; every event against its transaction's receipt
+    and the receipt against the node; that no event of the lot up to the package's block is missing;
+    the lot state the events imply against the claim and against lotOf now; every action's EIP-712
+    typed data (this contract, this chain), each signature against its required signer, and each
+    confirmed action's transaction calldata; the devices' keys against DeviceRegistry.keysOf; every
+    reading bundle (signature, digest, multiproof, rootOf, device key at the reading's time).
+    Exits 0 when every check holds, 1 naming the failed checks otherwise, 2 when the file or the
+    chain cannot be read.
+    """
+    from rich.markup import escape
+    from attestation.evidence import CHECKS, PackageError
+    from ledger.chain.base import ChainError
+    from ledger.verification import verify_evidence_with_chain
+
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        err.print(f"[red]cannot read {escape(str(file))}[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2)
+    with handle:
+        try:
+            report = verify_evidence_with_chain(handle, rpc)
+        except PackageError as exc:
+            err.print(f"[red]cannot read {escape(str(file))}[/]: {escape(exc.message)}", highlight=False)
+            raise typer.Exit(2)
+        except ChainError as exc:
+            err.print(f"[red]cannot read the chain at {escape(rpc)}[/]: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(2)
+    _print_report(report, "evidence", as_json=as_json, width=max(map(len, CHECKS)))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -481,62 +522,43 @@ def _print_audit(report: dict) -> None:
 @app.command()
 def demo(
     url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    scene: Annotated[Optional[list[str]], typer.Option("--scene", help="pledge, production or disaster; repeat for several [default: all three]")] = None,
     data_dir: DataDir = None,
     db_url: DbUrl = None,
-    readings: Annotated[int, typer.Option(help="Readings each simulated device sends")] = 5,
 ) -> None:
-    """Play a small pledge-supervision scene against a running service and verify a proof from the chain.
+    """Play the three modes of supervised pledges against a running service, then report what each proof shows.
 
-    A warehouse operator registers a simulated load cell (P-256, like an ATECC608 secure
-    element); it signs readings over a steel-coil lot; the ledger anchors them; the bank
-    fetches a proof bundle and checks it against the chain alone.
+    1. pledge: steel coils on load cells, RFID and a geotag; the lot registered, verified, pledged by
+       three signatures, partly released; an outflow nobody approved freezes it on chain.
+    2. production: a textile plant's power meter and loom; kWh handed to a bank with its proofs.
+    3. disaster: smoke and water alarms reach an insurer's webhook, HMAC-signed.
+
+    Devices sign readings with their own keys (P-256, Ed25519, secp256k1); the parties sign EIP-712
+    approvals with keys the service never sees. The organisations are created in the service's
+    database (as `pledgeledger org create` does), so run it with the service's --data-dir / --db-url.
+    Exits 0 when every checked claim holds.
     """
-    import httpx
-
-    from ledger.simulator import SimulatedDevice
-
-    settings = _settings(data_dir=data_dir, db_url=db_url)
+    from api.demo import SCENES, run
     from ledger.orgs import create_organisation
     from ledger.store.db import Database
 
+    chosen = scene or list(SCENES)
+    unknown = sorted(set(chosen) - set(SCENES))
+    if unknown:
+        err.print(f"[red]unknown scene {', '.join(unknown)}[/]: choose from {', '.join(SCENES)}")
+        raise typer.Exit(2)
+    settings = _settings(data_dir=data_dir, db_url=db_url)
     db = Database(settings.database_url)
-    db.migrate()
-    with db.session() as session:
-        operator = create_organisation(session, name=f"Demo warehouse {int(time.time())}", role="operator")
-        bank = create_organisation(session, name=f"Demo bank {int(time.time())}", role="bank")
-    db.dispose()
-    with httpx.Client(base_url=url, timeout=30) as http:
-        health = http.get("/healthz").raise_for_status().json()
-        out.print(f"service ready: chain {health['chain']['id']} at {health['chain']['rpc_url']}, db {health['db']}")
-        device = SimulatedDevice(f"demo-scale-{int(time.time())}", "load_cell", lot="LOT-DEMO-STEEL-01")
-        r = http.post("/v1/devices", json=device.registration(), headers={"Authorization": f"Bearer {operator.api_key}"})
-        r.raise_for_status()
-        out.print(f"registered {device.id}: key {r.json()['fingerprint']} on chain in {r.json()['tx_hash']}")
-        ids = []
-        with out.status("sending signed readings"):
-            for i in range(readings):
-                r = http.post("/v1/readings", json=device.reading({"weight_kg": 25000.0 - i * 0.5}))
-                r.raise_for_status()
-                ids.append(r.json()["id"])
-        out.print(f"{len(ids)} readings accepted; last {ids[-1]}")
-        bundle = None
-        with out.status("waiting for the batch to be anchored"):
-            for _ in range(120):
-                r = http.get(f"/v1/readings/{ids[-1]}/proof", headers={"Authorization": f"Bearer {bank.api_key}"})
-                if r.status_code == 200:
-                    bundle = r.json()
-                    break
-                time.sleep(float(r.headers.get("Retry-After", "1")))
-        if bundle is None:
-            err.print("[red]the reading was not anchored within two minutes[/]")
-            raise typer.Exit(1)
-        path = Path(settings.data_dir) / "demo-proof.json"
-        path.write_text(json.dumps(bundle, indent=2))
-        out.print(f"proof bundle: checkpoint {bundle['anchor']['index']} in tx {bundle['anchor']['tx_hash']} -> {path}")
-    rpc = health["chain"]["rpc_url"]
-    if rpc:
-        out.print(f"verifying trusting only the chain: pledgeledger verify {path} --rpc {rpc}")
-        verify(path, rpc)
+
+    def make_party(name: str, role: str, signer: str) -> str:
+        with db.session() as session:
+            return create_organisation(session, name=name, role=role, signer=signer).api_key
+
+    try:
+        code = run(url, make_party, chosen, out)
+    finally:
+        db.dispose()
+    raise typer.Exit(code)
 
 
 @app.command("mqtt-bridge")
@@ -592,6 +614,67 @@ def mqtt_bridge(
         bridge.stop()
         db.dispose()
     err.print(f"stopped: {bridge.accepted} accepted, {bridge.duplicates} duplicate, {bridge.rejected} rejected")
+
+
+def _with_db(data_dir: Optional[Path], db_url: Optional[str], work):  # type: ignore[no-untyped-def]
+    """Run ``work(session)`` in one transaction on the configured database; errors exit 2 with their fix."""
+    from attestation.errors import AttestationError
+    from ledger.errors import LedgerError
+    from ledger.store.db import Database
+
+    settings = _settings(data_dir=data_dir, db_url=db_url)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    db.migrate()
+    try:
+        with db.session() as session:
+            return work(session)
+    except (LedgerError, AttestationError) as exc:
+        err.print(f"error {exc.code}: {exc.message}", markup=False)
+        raise typer.Exit(2)
+    finally:
+        db.dispose()
+
+
+@feed_app.command("add")
+def feed_add(
+    name: Annotated[str, typer.Argument(help="The feed's name: the `feed` its price points carry")],
+    public_key_file: Annotated[Path, typer.Option("--public-key-file", help="PEM SubjectPublicKeyInfo the feed signs with")],
+    alg: Annotated[str, typer.Option(help="EdDSA (Ed25519) | ES256 (P-256) | ES256K")] = "EdDSA",
+    commodity: Annotated[Optional[list[str]], typer.Option("--commodity", help="A commodity it may price (repeat); default any")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-key a feed that is configured already")] = False,
+    data_dir: DataDir = None,
+    db_url: DbUrl = None,
+) -> None:
+    """Trust a price feed: its points, signed with this key over the RFC 8785 bytes of their payload, are accepted."""
+    from ledger.valuation import add_feed
+
+    try:
+        pem = public_key_file.read_text()
+    except OSError as exc:
+        err.print(f"error: cannot read {public_key_file}: {exc.strerror}", markup=False)
+        raise typer.Exit(2)
+    view = _with_db(data_dir, db_url, lambda s: add_feed(s, name=name, alg=alg, public_key=pem, commodities=commodity, replace=replace))
+    print(json.dumps(view, indent=2))
+
+
+@feed_app.command("list")
+def feed_list(data_dir: DataDir = None, db_url: DbUrl = None) -> None:
+    """The configured price feeds as JSON."""
+    from ledger.valuation import list_feeds
+
+    print(json.dumps(_with_db(data_dir, db_url, list_feeds), indent=2))
+
+
+@feed_app.command("remove")
+def feed_remove(
+    name: Annotated[str, typer.Argument(help="The feed to stop trusting")], data_dir: DataDir = None, db_url: DbUrl = None
+) -> None:
+    """Stop accepting a feed's points (stored points and valuations made with them are kept)."""
+    from ledger.valuation import remove_feed
+
+    _with_db(data_dir, db_url, lambda s: remove_feed(s, name))
+    print(json.dumps({"feed": name, "active": False}))
 
 
 def main() -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attestation.errors import AttestationError
 from ledger import errors as le
+from ledger.store.db import database_unavailable, first_line
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -63,6 +66,19 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), getattr(exc, "headers", None))
 
 
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return _unexpected(request, exc)
+    log.warning("database unavailable: %s", first_line(exc))
+    return error_response(
+        503,
+        "database_unavailable",
+        "the ledger's database is unreachable or restarting; send the same request again in a few seconds "
+        "(a reading that was stored after all is then answered duplicate)",
+        {"Retry-After": "2"},
+    )
+
+
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "the ledger hit an unexpected error; it was logged, nothing you sent was half-stored")
@@ -73,4 +89,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AttestationError, _attestation_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    for database_error in (DBAPIError, psycopg.Error):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)

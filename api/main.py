@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 from api.errors import install_error_handlers
 from api.logs import register_secrets
 from api.middleware import MAX_BODY_BYTES, RequestContext
-from api.routes import actions, alerts, audit, batches, devices, health, lots, metrics, organisation, production, readings, thing_models, webhooks
+from api.routes import actions, alerts, audit, batches, devices, evidence, health, lots, metrics, organisation, production, readings, thing_models, valuation, webhooks
 from api.schemas import ERROR_RESPONSES
 from ledger.service import Ledger
 from ledger.settings import Settings
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, ledger: Ledger | None = None
     if ledger is not None:
         app.state.ledger = ledger
     install_error_handlers(app)
-    for module in (health, devices, readings, batches, production, audit, thing_models, webhooks, metrics, organisation, lots, actions, alerts):
+    for module in (health, devices, readings, batches, production, audit, thing_models, webhooks, valuation, metrics, organisation, lots, actions, alerts, evidence):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
 

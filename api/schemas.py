@@ -17,6 +17,10 @@ __all__ = [
     "IngestResult",
     "InsurerEvent",
     "KeyRotation",
+    "LotValuationPublic",
+    "MarginCallPublic",
+    "PricePublic",
+    "PriceResult",
     "ReadingPublic",
     "Revocation",
     "RulesView",
@@ -159,6 +163,71 @@ class WebhookDeliveryPublic(BaseModel):
     body: dict[str, Any]
 
 
+# --- valuation and margin calls (ledger.valuation) ---------------------------------------------
+
+
+class PricePublic(BaseModel):
+    id: str = Field(description="hex SHA-256 of the payload's RFC 8785 bytes")
+    feed: str
+    commodity: str
+    price: str = Field(description="decimal string, exactly as signed, per one `unit`")
+    currency: str
+    unit: Literal["kg", "t"]
+    ts: str = Field(description="when the feed observed the price")
+    received_at: str
+    price_point: dict[str, Any] = Field(description="the signed price point as received (payload, alg, sig)")
+
+
+class PriceResult(BaseModel):
+    id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    code: str | None = Field(None, description="why it was rejected")
+    message: str | None = None
+
+
+class ValuationFigures(BaseModel):
+    quantity: int
+    unit: str
+    price: str
+    price_unit: str
+    currency: str
+    haircut: str
+    market_value: str = Field(description="quantity × price")
+    collateral_value: str = Field(description="market value × haircut")
+    outstanding: str = Field(description="loan value − cash paid in to cure margin calls")
+    paid_in: str
+    ltv: str | None = Field(description="outstanding / collateral value (6 decimals); null when nothing is left to value")
+    level: Literal["ok", "warning", "disposal"]
+
+
+class MarginCallPublic(BaseModel):
+    id: str
+    lot: str
+    status: Literal["open", "cured", "defaulted", "closed"]
+    level: str = Field(description="warning or disposal (the valuation that opened it), bank (raised by the bank)")
+    disposal: bool = Field(description="a valuation during the call was above the disposal line")
+    ltv: str | None
+    reason: str = Field(description="the on-chain reason: the price point's id as bytes32")
+    cure_by: str = Field(description="the cure deadline recorded on chain")
+    opened_at: str
+    action: str | None = Field(description="the MarginCall action")
+    default_proposal: str | None = Field(description="the Default action proposed for the bank to sign (disposal line)")
+    cured_by: Literal["goods", "cash"] | None
+    cure_action: str | None
+    paid_in: str | None = Field(description="cash amount of a cash cure")
+    default_action: str | None = Field(description="the DefaultUncured action, when the call was not cured in time")
+    closed_at: str | None
+
+
+class LotValuationPublic(BaseModel):
+    lot: str
+    status: str = Field(description="the lot's status as last seen on chain")
+    state: Literal["valued", "no_terms", "invalid_terms", "no_price", "price_stale", "unit_unknown"]
+    valued_at: str
+    terms: dict[str, Any] | None = Field(description="the loan terms agreed at pledge")
+    price: PricePublic | None = Field(description="the latest price of the terms' commodity and currency")
+    valuation: ValuationFigures | None
+    margin_call: MarginCallPublic | None = Field(description="the open margin call, if any")
 class AlertReading(BaseModel):
     """An evidence reading of an alert, with where to get its proof bundle."""
 

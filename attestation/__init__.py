@@ -15,7 +15,9 @@ Modules:
 - :mod:`attestation.cose`       COSE_Sign1 (RFC 9052) structure and deterministic CBOR (RFC 8949)
 - :mod:`attestation.merkle`     OpenZeppelin StandardMerkleTree hashing, trees, proofs and multiproofs
 - :mod:`attestation.bundle`     the proof bundle (SPEC §4), the multiproof bundle, and their verifiers
-- :mod:`attestation.evidence`   the evidence commitment (``reason``) of a supervision freeze
+- :mod:`attestation.documents`  how documents, identifiers and a freeze's evidence (``reason``) are hashed for the chain
+- :mod:`attestation.collateral` CollateralRegistry's transitions, calldata, events and lot state machine, for verifiers
+- :mod:`attestation.evidence`   a lot's evidence package (``pledgeledger.evidence/1``) and its verifier
 - :mod:`attestation.production` production metrics (kWh, run hours, utilisation) and the verifier of their answers
 - :mod:`attestation.errors`     the error tree
 """
@@ -38,7 +40,7 @@ from attestation.bundle import (
 )
 from attestation.devices import key_fingerprint, pop_message, verify_pop
 from attestation.encoding import canonical_json
-from attestation.evidence import evidence_reason
+from attestation.documents import evidence_reason
 from attestation.errors import (
     AttestationError,
     InvalidKey,

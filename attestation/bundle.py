@@ -140,10 +140,10 @@ class VerificationReport:
             self.checks.append(CheckResult(name, False, getattr(exc, "message", None) or str(exc)))
             return False
 
-    def skip_rest(self) -> VerificationReport:
-        """After a malformed bundle: every other check fails as not checked."""
+    def skip_rest(self, reason: str = "the bundle is malformed") -> VerificationReport:
+        """After a check the others depend on failed: every other check fails as not checked."""
         for name in self.expected[len(self.checks):]:
-            self.checks.append(CheckResult(name, False, "not checked: the bundle is malformed"))
+            self.checks.append(CheckResult(name, False, f"not checked: {reason}"))
         return self
 
 

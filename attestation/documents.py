@@ -8,17 +8,20 @@ keccak-256 so a contract or any Ethereum tool can recompute them:
   key order and number formatting cannot change the hash (fraud case 13: JSON re-serialised).
 - :func:`identifier_hash`: an identifier (receipt code = lot id, registration number, device id) is
   ``keccak256(utf8 bytes)``, as ``DeviceRegistry`` and ``lotOfRegistration`` take it.
+- :func:`evidence_reason`: the readings a supervision freeze was raised on (its ``reason`` on chain),
+  ``keccak256`` of their sorted 32-byte digests (below).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sha3 import keccak_256
 
 from attestation.encoding import canonical_json
 
-__all__ = ["document_hash", "identifier_hash"]
+__all__ = ["document_hash", "evidence_reason", "identifier_hash"]
 
 
 def document_hash(document: Any) -> bytes:
@@ -32,3 +35,30 @@ def identifier_hash(identifier: str) -> bytes:
     if not identifier:
         raise ValueError("empty identifier")
     return keccak_256(identifier.encode("utf-8")).digest()
+
+
+def evidence_reason(digests: Iterable[str | bytes]) -> bytes:
+    """The 32-byte commitment to the readings ``digests`` (hex ids, with or without ``0x``, or raw bytes): the
+    ``reason`` of a supervision freeze.
+
+    When a rule freezes a lot, the ``bytes32 reason`` of ``CollateralRegistry.freeze`` commits to
+    the readings that triggered it, so that anyone holding those readings (a bank, an auditor, a
+    court) can show that this freeze was raised on exactly this evidence::
+
+        reason = keccak256(d_1 ‖ d_2 ‖ … ‖ d_n)
+
+    where ``d_1 < d_2 < … < d_n`` are the distinct 32-byte digests of the evidence readings (a
+    reading's digest is its id, SHA-256 of its signed bytes, SPEC §1), sorted in ascending byte
+    order and concatenated with nothing in between. No evidence at all gives ``keccak256("")``.
+    In Solidity: ``keccak256(abi.encodePacked(sortedDigests))`` over a ``bytes32[]``; with the
+    command line: sort the lowercase hex ids, join them, and keccak256 the bytes.
+
+    WARNING: changing this function changes what past freezes commit to.
+    """
+    raw = set()
+    for digest in digests:
+        value = bytes.fromhex(digest.removeprefix("0x")) if isinstance(digest, str) else bytes(digest)
+        if len(value) != 32:
+            raise ValueError(f"a reading digest is 32 bytes, got {len(value)}")
+        raw.add(value)
+    return keccak_256(b"".join(sorted(raw))).digest()

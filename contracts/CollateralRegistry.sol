@@ -24,7 +24,8 @@ import {ICollateralRegistry} from "./interfaces/ICollateralRegistry.sol";
  * ({AccessControlDefaultAdminRules}) only grants {REGISTRAR_ROLE}, which records organisations (each
  * with its signer's own proof of key possession), affiliations and whether an organisation may be named
  * in new lots, and {SUPERVISOR_ROLE}, the system's supervision key, which may raise the single-party
- * transitions the table gives to "the system": margin call and freeze. Signer rotation needs the
+ * transitions the table gives to "the system": margin call and freeze, and end in default a margin call whose
+ * cure period (recorded on chain with the call, at least {MIN_CURE_PERIOD}) is over ({defaultUncured}). Signer rotation needs the
  * organisation's current signer, so no role can swap a party's key.
  *
  * Signatures are verified with {ECDSA-tryRecover} first (3k gas each for the externally owned keys of
@@ -58,6 +59,13 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     /// @dev Upper bound on the supervising devices of one lot (gas of {registerLot}).
     uint256 public constant MAX_DEVICES = 16;
 
+    /**
+     * @dev The shortest cure period a margin call may give. With {defaultUncured} the supervision key can end an
+     * uncured call in default; this bounds how fast: the bank always has at least this long to cure with cash
+     * (which it alone signs) a call it disagrees with.
+     */
+    uint256 public constant MIN_CURE_PERIOD = 1 hours;
+
     bytes32 private constant _REGISTER_ORGANISATION_TYPEHASH =
         keccak256("RegisterOrganisation(uint8 role,address signer,string name,uint256 nonce,uint256 deadline)");
     bytes32 private constant _ROTATE_SIGNER_TYPEHASH =
@@ -81,7 +89,7 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         "SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)"
     );
     bytes32 private constant _MARGIN_CALL_TYPEHASH =
-        keccak256("MarginCall(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)");
+        keccak256("MarginCall(bytes32 lot,bytes32 reason,uint40 cureBy,uint256 nonce,uint256 deadline)");
     bytes32 private constant _CURE_WITH_GOODS_TYPEHASH = keccak256(
         "CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,uint256 deadline)"
     );
@@ -93,6 +101,8 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
         keccak256("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)");
     bytes32 private constant _DEFAULT_TYPEHASH =
         keccak256("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)");
+    bytes32 private constant _DEFAULT_UNCURED_TYPEHASH =
+        keccak256("DefaultUncured(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)");
     bytes32 private constant _ENFORCE_TYPEHASH =
         keccak256("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)");
     bytes32 private constant _RELEASE_TYPEHASH =
@@ -350,16 +360,20 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
     function marginCall(
         bytes32 lot,
         bytes32 reason,
+        uint40 cureBy,
         uint256 deadline,
         uint256[] calldata signerNonces,
         bytes[] calldata signatures
     ) external {
         Lot storage stored = _lotIn(lot, _PLEDGED);
-        bytes memory head = abi.encode(_MARGIN_CALL_TYPEHASH, lot, reason);
+        uint256 earliest = block.timestamp + MIN_CURE_PERIOD;
+        if (cureBy < earliest) revert CollateralRegistryCurePeriodTooShort(lot, cureBy, earliest);
+        bytes memory head = abi.encode(_MARGIN_CALL_TYPEHASH, lot, reason, cureBy);
         address by = _requirePartyOrSupervisor(head, stored.bank, deadline, signerNonces, signatures);
 
         stored.status = Status.MarginCall;
-        emit MarginCalled(lot, by, reason);
+        stored.cureBy = cureBy;
+        emit MarginCalled(lot, by, reason, cureBy);
     }
 
     /// @inheritdoc ICollateralRegistry
@@ -449,6 +463,25 @@ contract CollateralRegistry is ICollateralRegistry, AccessControlDefaultAdminRul
 
         stored.status = Status.Defaulted;
         stored.frozenFrom = Status.None;
+        emit LotDefaulted(lot, reason);
+    }
+
+    /// @inheritdoc ICollateralRegistry
+    function defaultUncured(
+        bytes32 lot,
+        bytes32 reason,
+        uint256 deadline,
+        uint256[] calldata signerNonces,
+        bytes[] calldata signatures
+    ) external {
+        Lot storage stored = _lotIn(lot, _MARGIN_CALL);
+        uint40 cureBy = stored.cureBy;
+        if (block.timestamp <= cureBy) revert CollateralRegistryCurePeriodRunning(lot, cureBy);
+        bytes memory head = abi.encode(_DEFAULT_UNCURED_TYPEHASH, lot, reason);
+        // Organisation 0 has no signer, so only a supervision key's signature is accepted.
+        _requirePartyOrSupervisor(head, 0, deadline, signerNonces, signatures);
+
+        stored.status = Status.Defaulted;
         emit LotDefaulted(lot, reason);
     }
 

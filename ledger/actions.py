@@ -170,12 +170,14 @@ def system_action(
     primary_type: str,
     fields: dict[str, Any],
     params: dict[str, Any] | None = None,
+    deadline: datetime | None = None,
 ) -> Action:
-    """A transition the system raises alone (``Freeze``, ``MarginCall``): proposed, signed by the
-    supervision key ``supervisor`` and submitted at once. Returns the action, ``confirmed`` or ``failed``."""
+    """A transition the system raises alone (``Freeze``, ``MarginCall``, ``DefaultUncured``): proposed, signed by
+    the supervision key ``supervisor`` and submitted at once. Returns the action, ``confirmed`` or ``failed``.
+    ``deadline`` defaults to an hour from now (pass one from the chain's clock where it runs ahead)."""
     action = create_action(
         session, collateral, lot=lot, type=type, primary_type=primary_type, fields=fields,
-        deadline=_now() + SYSTEM_DEADLINE, proposed_by=None, params=params, approver=supervisor.address,
+        deadline=deadline or _now() + SYSTEM_DEADLINE, proposed_by=None, params=params, approver=supervisor.address,
     )  # fmt: skip
     add_signature(session, action, sign_typed_data(supervisor.key, json.loads(action.typed_data)))
     return submit(session, collateral, action, lot)

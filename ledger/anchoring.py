@@ -51,7 +51,7 @@ from ledger.batching import seal_batch
 from ledger.chain.base import AnchorReceipt, ChainError, ChainRevert, NonceConsumed, SignedTx
 from ledger.leadership import Leadership
 from ledger.metrics import observe_anchored
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Batch, naive_utc
 
 __all__ = ["AnchorMismatch", "Anchorer", "Finality"]
@@ -406,11 +406,19 @@ class Anchorer:
         self._thread.start()
 
     def _lead(self) -> bool:
-        """Whether this process may anchor now (takes the lease if it is free)."""
-        if self.leadership is None or self.leadership.acquire():
+        """Whether this process may anchor now (takes the lease if it is free). A lease lost, or
+        lost and taken again (a new term: the database dropped it), means reconciling again."""
+        if self.leadership is None:
             return True
-        self.leading = False  # a lost lease means reconciling again when it is won back
-        return False
+        term = self.leadership.term
+        try:
+            got = self.leadership.acquire()
+        except BaseException:
+            self.leading = False
+            raise
+        if not got or self.leadership.term != term:
+            self.leading = False
+        return got
 
     def _run(self) -> None:
         backoff = self.interval_s
@@ -428,9 +436,8 @@ class Anchorer:
                 backoff = min(backoff * 2, 30.0)
                 log.error("anchoring failed (retrying in %.0f s): %s", backoff, exc)
             except Exception as exc:  # never let the loop die silently
-                self.last_error = repr(exc)
                 backoff = min(backoff * 2, 30.0)
-                log.exception("anchoring failed unexpectedly")
+                self.last_error = log_failed_round(log, "anchoring", exc)
 
     def stop(self) -> None:
         self._stop.set()

@@ -71,7 +71,7 @@ from ledger.proofs import split_proof
 from ledger.store.db import Database
 from ledger.store.models import ANCHORED_STATES, Batch, Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
 
-__all__ = ["AuditChain", "AuditReport", "Finding", "audit_device", "check_checkpoint_link", "open_audit_chain", "run_audit"]
+__all__ = ["AuditChain", "AuditReport", "Finding", "audit_device", "chain_form", "check_checkpoint_link", "open_audit_chain", "run_audit"]
 
 Severity = Literal["error", "warning"]
 #: ``progress(done, total)``: readings checked so far, of how many.
@@ -194,7 +194,8 @@ def _seconds(moment: datetime | None) -> int:
     return OPEN_UNTIL if moment is None else math.floor(utc(moment).timestamp())
 
 
-def _chain_form(key: DeviceKeyRecord) -> OnChainKey:
+def chain_form(key: DeviceKeyRecord) -> OnChainKey:
+    """A stored key as ``DeviceRegistry`` records it: Unix seconds (floor), an open end as ``OPEN_UNTIL``."""
     return OnChainKey(bytes.fromhex(key.fingerprint), key.alg, _seconds(key.valid_from), _seconds(key.valid_until))
 
 
@@ -224,7 +225,7 @@ class _Auditor:
             if row is None:
                 return None
             chain_keys = [OnChainKey(k.fingerprint, k.alg, k.valid_from, k.valid_until) for k in self.chain.device_keys(device_id)]
-            self.devices[device_id] = _Device(row, {_chain_form(k): k for k in row.keys}, chain_keys)
+            self.devices[device_id] = _Device(row, {chain_form(k): k for k in row.keys}, chain_keys)
         return self.devices[device_id]
 
     def finish_device(self, state: _Device) -> None:

@@ -2,7 +2,9 @@
 
 Several service instances may share one PostgreSQL; each runs the anchoring loop, and only
 the one holding the lease does any work. The lease is a PostgreSQL session-level advisory lock
-held on a connection of its own, so it is released by the server the moment its holder's
+held on a connection of its own, keyed by the job's name and the ledger's schema (advisory locks
+are per database, and ledgers in other schemas of the same database are other ledgers, each with
+its own leader). It is released by the server the moment its holder's
 connection goes away: a ``kill -9``, a crash or a network cut hands it to a follower at that
 follower's next attempt (one anchoring interval, a second or so). On SQLite (one machine by
 nature) it is an ``flock`` on a file beside the database, released by the kernel likewise.
@@ -39,10 +41,13 @@ class Leadership:
     def __init__(self, db: Database, name: str) -> None:
         self.db = db
         self.name = name
-        self._key = zlib.crc32(f"pledgeledger:{name}".encode())  # an advisory-lock id from the name
         self._connection: Connection | None = None
         self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
+        #: Counts the times this process took the lease: a new term means it was lost meanwhile
+        #: (e.g. the database restarted and dropped the lock with its connection), and whatever
+        #: another holder did in between must be caught up with.
+        self.term = 0
 
     def acquire(self) -> bool:
         """Take the lease if it is free (or already ours); never waits."""
@@ -52,6 +57,7 @@ class Leadership:
             self._drop()
             got = self._acquire_pg() if self.db.dialect == "postgresql" else self._acquire_file()
             if got:
+                self.term += 1
                 log.info("this process now leads %s (pid %d)", self.name, os.getpid())
             return got
 
@@ -74,10 +80,8 @@ class Leadership:
     def _acquire_pg(self) -> bool:
         connection = self.db.engine.connect()
         try:
-            # advisory locks are per database, not per schema: services in different schemas of one
-            # database (tests, benchmarks, tenants) must not share a lease; "public" keeps the plain key
-            schema = connection.execute(text("SELECT current_schema()")).scalar() or "public"
-            key = self._key if schema == "public" else zlib.crc32(f"pledgeledger:{schema}:{self.name}".encode())
+            schema = connection.execute(text("SELECT current_schema()")).scalar() or ""
+            key = zlib.crc32(f"pledgeledger:{self.name}:{schema}".encode())  # advisory-lock ids are per database
             got = bool(connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
             connection.commit()  # the lock is held by the session, not the transaction
         except DBAPIError:

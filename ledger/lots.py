@@ -19,7 +19,6 @@ is not a party of (auditor, insurer) is read-only (403 ``not_a_party`` on writes
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from attestation.documents import document_hash, identifier_hash
+from attestation.valuation import MAX_CURE_PERIOD_S, MIN_CURE_PERIOD_S, InvalidTerms, parse_terms
 from ledger import actions
 from ledger.chain.collateral import CollateralClient, Status, unit_code
 from ledger.errors import Conflict, Forbidden, Invalid, NotFound
@@ -60,7 +60,6 @@ MAX_EXPIRY = timedelta(days=30)
 #: The parties of a lot: they propose its transitions and post signatures. Auditors and insurers only read.
 PARTY_COLUMNS = ("warehouse_id", "enterprise_id", "bank_id")
 #: Loan terms agreed at pledge (``params.terms``): what valuation reads. Other keys are kept and hashed too.
-TERMS_FIELDS = ("loan_value", "currency", "commodity", "haircut", "warning_ltv", "disposal_ltv", "min_control_value")
 
 
 def _now() -> datetime:
@@ -277,7 +276,9 @@ def _pledge(session: Session, collateral: CollateralClient, org: Organisation, l
         raise Invalid("params.registration must be the movable-property registration number, 1-128 characters", code="invalid_params")
     terms = _terms(params.get("terms"))
     quantity = _quantity(params, "quantity") if "quantity" in params else _chain_quantity(collateral, lot)
-    min_quantity = _quantity(params, "min_quantity", minimum=0)
+    min_quantity = terms["min_quantity"]  # the minimum control value, in the lot's unit, as the terms agree
+    if "min_quantity" in params and _quantity(params, "min_quantity", minimum=0) != min_quantity:
+        raise Invalid("params.min_quantity must equal params.terms.min_quantity (or be left out)", code="invalid_params")
     stored = {
         "bank": bank.id, "registration": registration, "registration_hash": _hex(identifier_hash(registration)),
         "terms": terms, "terms_hash": _hex(document_hash(terms)), "quantity": quantity, "min_quantity": min_quantity,
@@ -352,6 +353,23 @@ def _with_document(primary: str, name: str, field: str, approver_role: str | Non
     return build
 
 
+def _margin_call(session: Session, collateral: CollateralClient, org: Organisation, lot: Lot, params: dict[str, Any]) -> Built:
+    """The bank's own margin call: a reason document and the cure deadline recorded on chain, by default the
+    terms' cure period from now (the supervision key raises the system's calls, :mod:`ledger.valuation`)."""
+    _only(params, "reason", "cure_period_s")
+    primary, fields, stored, approver = _with_document("MarginCall", "reason", "reason", approver_role="bank")(session, collateral, org, lot, {"reason": params.get("reason")})
+    period = params.get("cure_period_s")
+    if period is None:
+        try:
+            period = parse_terms(json.loads(lot.terms or "null")).cure_period_s
+        except (InvalidTerms, ValueError):
+            raise Invalid("the lot has no loan terms to take a cure period from: give params.cure_period_s", code="invalid_params") from None
+    if isinstance(period, bool) or not isinstance(period, int) or not MIN_CURE_PERIOD_S <= period <= MAX_CURE_PERIOD_S:
+        raise Invalid(f"params.cure_period_s must be an integer from {MIN_CURE_PERIOD_S} to {MAX_CURE_PERIOD_S}", code="invalid_params")
+    cure_by = int(_now().timestamp()) + period
+    return primary, {**fields, "cureBy": cure_by}, {**stored, "cure_period_s": period, "cure_by": cure_by}, approver
+
+
 def _no_params(primary: str) -> Callable[..., Built]:
     def build(session: Session, collateral: CollateralClient, org: Organisation, lot: Lot, params: dict[str, Any]) -> Built:
         _only(params)
@@ -372,7 +390,7 @@ _BUILDERS: dict[str, Callable[..., Built]] = {
     "partial_release": _quantity_only("PartialRelease"),
     "substitute_in": _substitute_in,
     "substitute_out": _substitute_out,
-    "margin_call": _with_document("MarginCall", "reason", "reason", approver_role="bank"),
+    "margin_call": _margin_call,
     "cure_with_goods": _cure_with_goods,
     "cure_with_cash": _with_document("CureWithCash", "payment", "payment"),
     "freeze": _with_document("Freeze", "reason", "reason", approver_role="warehouse"),
@@ -416,32 +434,11 @@ def _document(params: dict[str, Any], name: str) -> Any:
 
 
 def _terms(terms: Any) -> dict[str, Any]:
-    """Loan terms: ``loan_value`` > 0, ``currency`` (ISO 4217), ``commodity``, ``haircut`` in [0, 1),
-    ``warning_ltv`` <= ``disposal_ltv`` in (0, 1], ``min_control_value`` >= 0 (money, in ``currency``)."""
-    if not isinstance(terms, dict):
-        raise Invalid(f"params.terms must be an object with {', '.join(TERMS_FIELDS)}", code="invalid_params")
-    missing = [name for name in TERMS_FIELDS if name not in terms]
-    if missing:
-        raise Invalid(f"params.terms lacks {', '.join(missing)}", code="invalid_params")
-
-    def number(name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> float:
-        value = terms[name]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-        if not ok:
-            raise Invalid(f"params.terms.{name} must be a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}", code="invalid_params")
-        return float(value)
-
-    number("loan_value", 0, math.inf, low_open=True, high_open=True)
-    number("min_control_value", 0, math.inf, high_open=True)
-    number("haircut", 0, 1, high_open=True)
-    warning = number("warning_ltv", 0, 1, low_open=True)
-    if number("disposal_ltv", 0, 1, low_open=True) < warning:
-        raise Invalid("params.terms.disposal_ltv must be at least warning_ltv", code="invalid_params")
-    if not (isinstance(terms["currency"], str) and re.fullmatch(r"[A-Z]{3}", terms["currency"])):
-        raise Invalid("params.terms.currency must be an ISO 4217 code such as CNY", code="invalid_params")
-    if not (isinstance(terms["commodity"], str) and 1 <= len(terms["commodity"]) <= 200):
-        raise Invalid("params.terms.commodity must name the commodity (1-200 characters)", code="invalid_params")
+    """The loan terms document, checked by :func:`attestation.valuation.parse_terms` (the valuation reads it)."""
+    try:
+        parse_terms(terms)
+    except InvalidTerms as exc:
+        raise Invalid(f"params.{exc}", code=exc.code) from None
     return _document({"terms": terms}, "terms")  # type: ignore[no-any-return]
 
 

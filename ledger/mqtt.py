@@ -66,7 +66,7 @@ from attestation.errors import AttestationError
 from attestation.readings import parse_reading
 from ledger.errors import Invalid, LedgerError
 from ledger.ingest import ingest
-from ledger.store.db import Database
+from ledger.store.db import Database, database_unavailable, first_line
 
 COSE_SIGN1_TAG = b"\xd2"  # CBOR tag 18 in its one-byte form: a COSE_Sign1 message
 
@@ -176,8 +176,11 @@ def handle_reading(db: Database, topic_device: str, payload: bytes, *, max_futur
     except (LedgerError, AttestationError) as exc:
         log.info("mqtt reading from %s (seq %s) rejected: %s: %s", topic_device, seq, exc.code, exc.message)
         return {"seq": seq, "status": "rejected", "code": exc.code, "id": None}
-    except Exception:
-        log.exception("mqtt reading from %s (seq %s) failed", topic_device, seq)
+    except Exception as exc:  # not the reading's fault: the bridge tries again
+        if database_unavailable(exc):
+            log.warning("mqtt reading from %s (seq %s) not stored, database unavailable: %s", topic_device, seq, first_line(exc))
+        else:
+            log.exception("mqtt reading from %s (seq %s) failed", topic_device, seq)
         return {"seq": seq, "status": "rejected", "code": "internal_error", "id": None}
     return {"seq": seq, "status": result.status, "code": result.code, "id": result.id}
 

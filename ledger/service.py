@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import select
 
+from attestation.errors import AttestationError
 from attestation.production import ProductionQuery
-from ledger import actions, audit, devices, ingest, lots, metrics, org_chain, orgs, production, proofs, submission, webhooks
+from ledger import actions, audit, devices, evidence, ingest, lots, metrics, org_chain, orgs, production, proofs, submission, valuation, webhooks
 from ledger.anchoring import Anchorer, Finality
 from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
-from ledger.chain.base import COLLATERAL
+from ledger.chain.base import COLLATERAL, ChainError
 from ledger.chain.collateral import CollateralClient
-from ledger.errors import Conflict, Invalid, LedgerError
+from ledger.errors import Conflict, Invalid, LedgerError, Unavailable
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -42,6 +45,7 @@ class Ledger:
     anchorer: Anchorer
     limiter: DeviceRateLimiter
     dispatcher: webhooks.Dispatcher
+    valuer: valuation.Valuer
     mqtt: MqttBridge | None = None
     submitter: submission.Submitter | None = None  # finishes actions a request left unfinished
     supervisor: Supervisor | None = None
@@ -69,23 +73,23 @@ class Ledger:
                 leadership=Leadership(db, "anchoring"),
             )
             dispatcher = webhooks.Dispatcher(db, leadership=Leadership(db, "webhooks"))
-            submitter = submission.Submitter(
-                db, CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]), leadership=Leadership(db, "actions")
-            )
+            collateral = CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL])
+            submitter = submission.Submitter(db, collateral, leadership=Leadership(db, "actions"))
+            valuer = valuation.Valuer(
+                db, collateral, chain.client.account,
+                max_age_s=settings.price_max_age_s, interval_s=settings.valuation_interval_s,
+                leadership=Leadership(db, "valuation"), wake_webhooks=dispatcher.wake,
+            )  # fmt: skip
             supervisor = Supervisor(
-                db,
-                lambda: CollateralClient(chain.client, chain.client.deployment.contracts[COLLATERAL]),
-                lambda: chain.client.account,
-                poll_s=settings.supervision_poll,
-                sweep_s=settings.supervision_sweep_s,
-                leadership=Leadership(db, "supervision"),
-                notify=dispatcher.wake,
-            )
-            if start_anchoring:  # the background jobs: anchoring, supervision, webhook deliveries, unfinished actions
+                db, lambda: collateral, lambda: chain.client.account, poll_s=settings.supervision_poll,
+                sweep_s=settings.supervision_sweep_s, leadership=Leadership(db, "supervision"), notify=dispatcher.wake,
+            )  # fmt: skip
+            if start_anchoring:  # the background jobs: anchoring, supervision, webhook deliveries, unfinished actions, valuation
                 anchorer.start()
                 dispatcher.start()
                 submitter.start()
                 supervisor.start()
+                valuer.start()
             if mqtt is not None:
                 mqtt.start()  # an unreachable broker is retried in the background
         except BaseException:
@@ -94,8 +98,8 @@ class Ledger:
         shown = settings.published_rpc_url(chain.rpc_url) or "URL not shown: it may carry a provider key"
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
-        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher, mqtt=mqtt,
-                   submitter=submitter, supervisor=supervisor)  # fmt: skip
+        return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher,
+                   valuer=valuer, mqtt=mqtt, submitter=submitter, supervisor=supervisor)  # fmt: skip
 
     @cached_property
     def collateral(self) -> CollateralClient:
@@ -113,6 +117,7 @@ class Ledger:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.anchorer.stop()
+        self.valuer.stop()
         self.dispatcher.stop()
         if self.submitter is not None:
             self.submitter.stop()
@@ -282,6 +287,43 @@ class Ledger:
         with self.db.session() as session:
             return webhooks.deliveries(session, org, webhook_id)
 
+    # valuation and margin calls (ledger.valuation)
+
+    def submit_price(self, envelope: Any) -> tuple[dict[str, Any], bool]:
+        """Store one signed price point (``True``: new) and wake the valuation pass."""
+        with self.db.session() as session:
+            view, created = valuation.accept_price(
+                session, envelope, now=datetime.now(timezone.utc), max_age_s=self.settings.price_max_age_s,
+                max_future_skew_s=self.settings.max_future_skew_s,
+            )  # fmt: skip
+        if created:
+            self.valuer.wake()
+        return view, created
+
+    def submit_prices(self, envelopes: list[Any]) -> list[dict[str, Any]]:
+        """Each point on its own (one refused point does not stop the others): ``{"id", "status", "code"}`` each."""
+        results = []
+        for envelope in envelopes:
+            try:
+                view, created = self.submit_price(envelope)
+                results.append({"id": view["id"], "status": "accepted" if created else "duplicate", "code": None})
+            except (LedgerError, AttestationError) as exc:
+                results.append({"id": None, "status": "rejected", "code": exc.code, "message": exc.message})
+        return results
+
+    def prices(self, *, commodity: str | None, currency: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return valuation.list_prices(session, commodity=commodity, currency=currency, limit=limit)
+
+    def lot_valuation(self, org: Organisation, lot_id: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            return valuation.lot_valuation(session, org, lot_id, now=datetime.now(timezone.utc),
+                                           max_age_s=self.settings.price_max_age_s)  # fmt: skip
+
+    def margin_calls(self, org: Organisation, *, status: str | None, lot: str | None, limit: int) -> list[dict[str, Any]]:
+        with self.db.session() as session:
+            return valuation.list_margin_calls(session, org, status=status, lot=lot, limit=limit)
+
     def reading(self, reading_id: str) -> dict[str, Any]:
         with self.db.session() as session:
             r = proofs.get_reading(session, reading_id)
@@ -317,6 +359,28 @@ class Ledger:
 
     def device_history(self, device_id: str) -> dict[str, Any]:
         return audit.audit_device(self.db, self.chain.client, device_id).as_dict()
+
+    def evidence(self, org: Organisation, lot_id: str) -> tuple[str, IO[bytes]]:
+        """The lot's evidence package (:mod:`ledger.evidence`) as ``(file name, zip file at offset 0)``, for
+        whoever may read the lot (:func:`ledger.lots.visible_lot`); the caller closes the file. Up to 32 MiB stay in memory, a larger package goes to a temporary file."""
+        out = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+        try:
+            with self.db.session() as session:
+                lot = lots.visible_lot(session, org, lot_id)
+                from_block = self.chain.client.deployment.block_number
+                manifest = evidence.build_evidence(
+                    session, self.chain.client, lot, out, interval_s=self.settings.batch_interval_s,
+                    timeline=lambda: lots.timeline(session, self.collateral, lot, from_block=from_block),
+                )  # fmt: skip
+                name = evidence.evidence_filename(lot, manifest["chain"]["head"]["number"])
+        except ChainError as exc:
+            out.close()
+            raise Unavailable(f"could not read the chain to make the package: {exc}; try again", code="chain_unavailable") from exc
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return name, out
 
 
 def _signature_bytes(signature: Any) -> bytes:

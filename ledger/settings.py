@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")
+    price_max_age_s: float = Field(
+        86400.0, gt=0, description="Refuse price points observed longer ago, and value no lot at a latest price older than this"
+    )
+    valuation_interval_s: float = Field(60.0, gt=0, description="Value every pledged lot this often (and whenever a price arrives)")
     supervision_poll_s: float | None = Field(
         None, gt=0, le=60, description="How often the supervision loop looks for new readings; default a quarter of "
         "batch_interval_s, at most 0.5 s, so an alert's freeze is sent within one anchoring interval"

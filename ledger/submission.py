@@ -41,7 +41,7 @@ from ledger.actions import is_complete
 from ledger.chain.base import ChainError, ChainRevert, NonceConsumed, SignedTx
 from ledger.chain.collateral import CollateralClient
 from ledger.leadership import Leadership
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Action, naive_utc, utc
 
 __all__ = ["CLAIM_LEASE", "SUBMIT_WAIT_S", "Submitter", "await_outcome", "reconcile", "submit_complete"]
@@ -251,8 +251,8 @@ class Submitter:
             try:
                 if self.leadership is None or self.leadership.acquire():
                     reconcile(self.db, self.collateral)
-            except Exception:  # keep going whatever one pass hit
-                log.exception("reconciling actions failed")
+            except Exception as exc:  # keep going whatever one pass hit
+                log_failed_round(log, "reconciling actions", exc)
             self._stop.wait(self.poll_s)
 
     def stop(self) -> None:

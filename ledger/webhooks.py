@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from ledger.errors import Invalid, NotFound
 from ledger.leadership import Leadership
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Organisation, Webhook, WebhookDelivery, naive_utc, utc
 
 __all__ = [
@@ -231,8 +231,8 @@ class Dispatcher:
                 if self.leadership is None or self.leadership.acquire():
                     while self.run_once() and not self._stop.is_set():
                         pass
-            except Exception:  # keep dispatching whatever one round hit
-                log.exception("webhook dispatch failed")
+            except Exception as exc:  # keep dispatching whatever one round hit
+                log_failed_round(log, "webhook dispatch", exc)
             self._wake.wait(self.poll_s)
             self._wake.clear()
 

@@ -9,6 +9,8 @@ every lifecycle transition with real EIP-712 signatures made in Python (ledger.c
          cure with goods, margin call by the supervision key, cure with cash, freeze, unfreeze,
          release, close
   lot B: register, verify, pledge, freeze by the supervision key, default, enforcement, close
+  lot D: register, verify, pledge, margin call by the supervision key, its cure period passes (chain
+         time moved on where the chain allows it), default of the uncured call by the supervision key
   lot C: register, close (never pledged)
   and a signer rotation.
 
@@ -58,6 +60,7 @@ TRADETRUST = {"registerLot": 282_071, "pledge": 78_023, "release": 58_693}
 TARGETS = {"registerLot": 150_000, "pledge": 100_000, "release": 60_000}
 TRADETRUST_NAMES = {"registerLot": "mint", "pledge": "pledge", "release": "release"}
 DEADLINE_SLACK = 3600
+CURE_PERIOD_S = 86400
 
 
 @dataclass
@@ -79,6 +82,22 @@ class Bench:
         gas = self.registry.submit(typed, signatures).gas_used
         self.rows.append((label or ACTIONS[action].function, " + ".join(signers), gas))
         return gas
+
+
+def _advance_time(chain: Any, seconds: int) -> bool:
+    """Move the chain's clock ``seconds`` on (py-evm: ``testing_timeTravel``; anvil, Hardhat: ``evm_increaseTime``);
+    ``False`` on a chain that cannot."""
+    w3 = chain.reader.w3
+    target = chain.reader.block_timestamp(chain.block_number()) + seconds
+    for method, params in (("testing_timeTravel", [target]), ("evm_increaseTime", [seconds])):
+        try:
+            response = w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - a chain without the method
+            continue
+        if "error" not in response:
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            return True
+    return False
 
 
 def _h(tag: str) -> bytes:
@@ -119,11 +138,12 @@ def run(chain_spec: str, relayer_key: str | None, devices: int) -> Bench:
         bench.run("SubstituteIn", ["enterprise", "warehouse"], lot=lot_a, **substitution)
         bench.run("SubstituteOut", ["bank", "warehouse"], lot=lot_a, **substitution)
         bench.run("MarginCall", ["bank"], label="marginCall (bank)", approver=keys["bank"].address,
-                  lot=lot_a, reason=_h("ltv-over-warning"))  # fmt: skip
+                  lot=lot_a, reason=_h("ltv-over-warning"), cureBy=bench.deadline() + CURE_PERIOD_S)  # fmt: skip
         bench.run("CureWithGoods", ["warehouse"], lot=lot_a, goods=_h("goods-a3"), assay=_h("assay-a3"),
                   quantityIn=500)  # fmt: skip
         bench.run("MarginCall", ["supervisor"], label="marginCall (supervision key)",
-                  approver=keys["supervisor"].address, lot=lot_a, reason=_h("price-feed"))  # fmt: skip
+                  approver=keys["supervisor"].address, lot=lot_a, reason=_h("price-feed"),
+                  cureBy=bench.deadline() + CURE_PERIOD_S)  # fmt: skip
         bench.run("CureWithCash", ["bank"], lot=lot_a, payment=_h("payment-1"))
         bench.run("Freeze", ["warehouse"], label="freeze (warehouse)", approver=keys["warehouse"].address,
                   lot=lot_a, reason=_h("geofence-exit"))  # fmt: skip
@@ -138,6 +158,14 @@ def run(chain_spec: str, relayer_key: str | None, devices: int) -> Bench:
         bench.run("Default", ["bank"], lot=lot_b, reason=_h("loan-default"))
         bench.run("Enforce", ["bank", "warehouse"], lot=lot_b)
         bench.run("ClosePledged", ["bank", "warehouse"], label="close (after enforcement)", lot=lot_b)
+
+        lot_d = register("d")
+        pledge(lot_d, "d")
+        bench.run("MarginCall", ["supervisor"], label="marginCall (supervision key)", approver=keys["supervisor"].address,
+                  lot=lot_d, reason=_h("price-feed-d"), cureBy=bench.deadline() + CURE_PERIOD_S)  # fmt: skip
+        if _advance_time(chain, 2 * CURE_PERIOD_S + DEADLINE_SLACK):
+            bench.run("DefaultUncured", ["supervisor"], label="defaultUncured (supervision key)",
+                      approver=keys["supervisor"].address, lot=lot_d, reason=_h("price-feed-d"))  # fmt: skip
 
         lot_c = identifier_hash("bench-receipt-c")
         bench.run("RegisterLot", ["warehouse"], label="registerLot (never pledged)", lot=lot_c, warehouse=wh,

@@ -136,6 +136,9 @@ class World:
     def post(self, path: str, body: Any, party: Party | None = None) -> Any:
         return self._answer(self.http.post(path, json=body, headers=party.headers if party else None), f"POST {path}")
 
+    def put(self, path: str, body: Any, party: Party) -> Any:
+        return self._answer(self.http.put(path, json=body, headers=party.headers), f"PUT {path}")
+
     # -- parties and devices --------------------------------------------------------------------------
 
     def party(self, name: str, role: str) -> Party:

@@ -65,7 +65,9 @@ interface ICollateralRegistry {
      *
      * `goods` and `assay` commit to the off-chain description and quality records of everything currently
      * under control. `bank` is 0 until the lot is pledged. `frozenFrom` is the status a frozen lot returns
-     * to when unfrozen. `released` sums the partial releases.
+     * to when unfrozen. `released` sums the partial releases. `cureBy` is the Unix time by which the current (or
+     * last) margin call must be cured; it shares the second slot with `unit` and `released`, so only a margin
+     * call writes it.
      */
     struct Lot {
         uint24 warehouse;
@@ -78,6 +80,7 @@ interface ICollateralRegistry {
         uint64 minQuantity;
         bytes8 unit;
         uint64 released;
+        uint40 cureBy;
         bytes32 goods;
         bytes32 assay;
     }
@@ -153,6 +156,10 @@ interface ICollateralRegistry {
     error CollateralRegistryInvalidApproval(uint256 index, address signer);
     /// @dev The recovered signer may not perform this single-party transition.
     error CollateralRegistryUnauthorizedSigner(address signer);
+    /// @dev A margin call must give at least {MIN_CURE_PERIOD}: `cureBy` is before `earliest`.
+    error CollateralRegistryCurePeriodTooShort(bytes32 lot, uint40 cureBy, uint256 earliest);
+    /// @dev The margin call's cure period runs until `cureBy`: the lot cannot default without the bank before then.
+    error CollateralRegistryCurePeriodRunning(bytes32 lot, uint40 cureBy);
 
     // ------------------------------------------------------------------ events
 
@@ -193,8 +200,8 @@ interface ICollateralRegistry {
     event SubstitutionCompleted(
         bytes32 indexed lot, bytes32 goods, bytes32 assay, uint64 quantityOut, uint64 remaining
     );
-    /// @dev Pledged → MarginCall, by the bank or the supervision key `by`.
-    event MarginCalled(bytes32 indexed lot, address indexed by, bytes32 reason);
+    /// @dev Pledged → MarginCall, by the bank or the supervision key `by`; cure by `cureBy` (Unix time).
+    event MarginCalled(bytes32 indexed lot, address indexed by, bytes32 reason, uint40 cureBy);
     /// @dev MarginCall → Pledged with more goods (warehouse confirms).
     event MarginCallCuredWithGoods(bytes32 indexed lot, bytes32 goods, bytes32 assay, uint64 quantityIn);
     /// @dev MarginCall → Pledged with cash (bank confirms).
@@ -203,7 +210,8 @@ interface ICollateralRegistry {
     event LotFrozen(bytes32 indexed lot, address indexed by, bytes32 reason);
     /// @dev Frozen → the status before the freeze (bank and warehouse together).
     event LotUnfrozen(bytes32 indexed lot, Status status);
-    /// @dev Pledged/MarginCall/Frozen → Defaulted (bank).
+    /// @dev Pledged/MarginCall/Frozen → Defaulted (bank), or MarginCall → Defaulted once the cure period is over
+    /// (supervision key).
     event LotDefaulted(bytes32 indexed lot, bytes32 reason);
     /// @dev Defaulted → Enforcement: the warehouse handed control to the bank.
     event LotEnforcementStarted(bytes32 indexed lot);
@@ -316,10 +324,14 @@ interface ICollateralRegistry {
         bytes[] calldata signatures
     ) external;
 
-    /// @dev Pledged → MarginCall. One signature: the bank or an account with SUPERVISOR_ROLE.
+    /**
+     * @dev Pledged → MarginCall, to be cured by `cureBy` (Unix time, at least {MIN_CURE_PERIOD} away; the cure
+     * period of the loan terms). One signature: the bank or an account with SUPERVISOR_ROLE.
+     */
     function marginCall(
         bytes32 lot,
         bytes32 reason,
+        uint40 cureBy,
         uint256 deadline,
         uint256[] calldata signerNonces,
         bytes[] calldata signatures
@@ -360,6 +372,19 @@ interface ICollateralRegistry {
 
     /// @dev Pledged/MarginCall/Frozen → Defaulted. Signatures: bank.
     function declareDefault(
+        bytes32 lot,
+        bytes32 reason,
+        uint256 deadline,
+        uint256[] calldata signerNonces,
+        bytes[] calldata signatures
+    ) external;
+
+    /**
+     * @dev MarginCall → Defaulted once the margin call's cure period is over (`block.timestamp > cureBy`): an uncured
+     * call ends in default without waiting for the bank, which agreed to the cure period in the pledged terms and
+     * could have cured or defaulted itself until then. One signature: an account with SUPERVISOR_ROLE.
+     */
+    function defaultUncured(
         bytes32 lot,
         bytes32 reason,
         uint256 deadline,

@@ -6,7 +6,8 @@ This is the one place that knows how a transition is signed (DOMAIN.md lifecycle
   ``contracts/CollateralRegistry.sol``; a test compares them), the contract function that performs it,
   and the parties that sign it, in signature order. The parties are read off the type string: a field
   ``bankNonce`` means "the bank signs"; a bare ``nonce`` means one signature from either of the
-  action's ``alternatives`` (``MarginCall``: the bank or the supervision key).
+  action's ``alternatives`` (``MarginCall``: the bank or the supervision key; ``DefaultUncured``: the
+  supervision key alone).
 - :func:`typed_data` validates a message against its type and returns the full EIP-712 typed data
   (``types``, ``primaryType``, ``domain``, ``message``) as plain JSON: the same document for every
   signer, for a wallet's ``eth_signTypedData_v4`` or an HSM. :func:`sign_typed_data`,
@@ -36,6 +37,7 @@ from eth_utils.address import is_address
 from web3 import Web3
 from web3.contract import Contract
 
+from attestation.collateral import LOT_ACTIONS
 from ledger.chain.artifacts import load_artifact
 from ledger.chain.base import COLLATERAL, ChainError, SignedTx
 from ledger.chain.client import COLLATERAL_ADMIN_DELAY_S, ChainClient
@@ -144,36 +146,16 @@ def _parse_type_string(type_string: str) -> tuple[str, tuple[tuple[str, str], ..
     return match.group(1), fields
 
 
+#: Who gives the single ``nonce`` signature of an either/or transition.
+_ALTERNATIVES = {"MarginCall": ("bank", SUPERVISOR), "Freeze": ("warehouse", SUPERVISOR), "DefaultUncured": (SUPERVISOR,)}
+
 _ACTION_LIST = (
     Action("RegisterOrganisation(uint8 role,address signer,string name,uint256 nonce,uint256 deadline)",
            "registerOrganisation", ("signer",)),
     Action("RotateSigner(uint24 org,address newSigner,uint256 currentNonce,uint256 newNonce,uint256 deadline)",
            "rotateSigner"),
-    Action("RegisterLot(bytes32 lot,uint24 warehouse,uint24 enterprise,bytes32 goods,uint64 quantity,bytes8 unit,"
-           "bytes32[] devices,uint256 warehouseNonce,uint256 deadline)", "registerLot"),
-    Action("VerifyLot(bytes32 lot,bytes32 assay,uint64 quantity,uint256 warehouseNonce,uint256 enterpriseNonce,"
-           "uint256 deadline)", "verifyLot"),
-    Action("Pledge(bytes32 lot,uint24 bank,bytes32 registration,bytes32 terms,uint64 quantity,uint64 minQuantity,"
-           "uint256 enterpriseNonce,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "pledge"),
-    Action("PartialRelease(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "partialRelease"),
-    Action("SubstituteIn(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 enterpriseNonce,uint256 warehouseNonce,uint256 deadline)", "substituteIn"),
-    Action("SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,"
-           "uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "substituteOut"),
-    Action("MarginCall(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "marginCall",
-           ("bank", SUPERVISOR)),
-    Action("CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,"
-           "uint256 deadline)", "cureWithGoods"),
-    Action("CureWithCash(bytes32 lot,bytes32 payment,uint256 bankNonce,uint256 deadline)", "cureWithCash"),
-    Action("Freeze(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)", "freeze", ("warehouse", SUPERVISOR)),
-    Action("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "unfreeze"),
-    Action("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)", "declareDefault"),
-    Action("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "enforce"),
-    Action("Release(bytes32 lot,uint64 quantity,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)",
-           "release"),
-    Action("Close(bytes32 lot,uint256 warehouseNonce,uint256 deadline)", "close"),
-    Action("ClosePledged(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)", "close"),
+    # the lot transitions, as the evidence verifier knows them too
+    *(Action(lot.type_string, lot.function, _ALTERNATIVES.get(name, ())) for name, lot in LOT_ACTIONS.items()),
 )  # fmt: skip
 
 #: Every typed-data primary type of CollateralRegistry, by name.
@@ -362,6 +344,7 @@ class Lot:
     released: int
     goods: bytes
     assay: bytes
+    cure_by: int = 0  # Unix time by which the current (or last) margin call must be cured
 
 
 @dataclass(frozen=True)
@@ -457,10 +440,10 @@ class CollateralClient:
     def lot(self, lot_id: bytes) -> Lot:
         raw = self._call(f"lotOf(0x{bytes(lot_id).hex()})", self.contract.functions.lotOf(bytes(lot_id)))
         (warehouse, enterprise, bank, status, frozen_from, control_start, quantity, min_quantity, unit, released,
-         goods, assay) = raw  # fmt: skip
+         cure_by, goods, assay) = raw  # fmt: skip
         return Lot(
             bytes(lot_id), warehouse, enterprise, bank, Status(status), Status(frozen_from), quantity, min_quantity,
-            control_start, unit_text(unit), released, bytes(goods), bytes(assay),
+            control_start, unit_text(unit), released, bytes(goods), bytes(assay), cure_by,
         )  # fmt: skip
 
     def pending_substitution(self, lot_id: bytes) -> bytes | None:
@@ -488,14 +471,14 @@ class CollateralClient:
         """The parties that must sign ``action`` for ``message``, in signature order, as the chain has them.
 
         ``approver`` picks who gives a single either/or signature (``MarginCall``, ``Freeze``): an
-        address of the lot's party or of a supervision key. Fields of ``message`` that name parties
+        address of the lot's party or of a supervision key (``DefaultUncured``: a supervision key). Fields of ``message`` that name parties
         (``lot``, ``warehouse``, ``bank``, ``org``, ``newSigner``, ``signer``) must be present.
         """
         spec = _action(action)
         lot = self.lot(_as_bytes(message["lot"], "lot")) if "lot" in message else None
         parties = []
         for role in spec.signers:
-            if "|" in role:
+            if "|" in role or role == SUPERVISOR:
                 parties.append(self._either(role.split("|"), lot, message, approver))
             else:
                 parties.append(self._party(role, lot, message))

@@ -2,24 +2,56 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Table, bindparam, create_engine, event, insert, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "storable_text"]
+__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable", "first_line", "log_failed_round", "storable_text"]
 
 #: What a rejected insert of a duplicate raises, through SQLAlchemy or straight from a COPY.
 UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (IntegrityError, psycopg.errors.IntegrityError)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached, is restarting or is busy (not that the
+    statement is wrong): the work was not done (a transaction that did not commit is rolled back)
+    and can be tried again in a moment. The pool drops broken connections (``pool_pre_ping``),
+    so the next try gets a fresh one."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True  # refused, terminated by a shutdown, starting up; also deadlocks and cancellations
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (a driver's message goes on for lines), for a log line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def log_failed_round(logger: logging.Logger, what: str, exc: BaseException) -> str:
+    """Log a background loop's failed round (call it in the ``except`` block) and return what went
+    wrong, for the loop's ``last_error``: one line when the database is unavailable (the loop
+    tries again; the pool reconnects), the traceback of anything else."""
+    if database_unavailable(exc):
+        logger.warning("%s paused, database unavailable: %s", what, first_line(exc))
+        return f"database unavailable: {first_line(exc)}"
+    logger.exception("%s failed unexpectedly", what)
+    return repr(exc)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -37,7 +38,11 @@ __all__ = [
     "DeviceKeyRecord",
     "Lot",
     "LotDevice",
+    "LotValuation",
+    "MarginCall",
     "Organisation",
+    "PriceFeed",
+    "PricePoint",
     "Reading",
     "SupervisionCheck",
     "SupervisionCursor",
@@ -360,6 +365,96 @@ class ActionSignature(Base):
     action: Mapped[Action] = relationship(back_populates="signatures")
 
 
+class PriceFeed(Base):
+    """A price feed the ledger trusts (``pledgeledger feed add``): its points must verify with ``public_key``.
+
+    ``commodities`` (space-separated) limits what it may price; null: any commodity.
+    """
+
+    __tablename__ = "price_feeds"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the ``feed`` its points name
+    alg: Mapped[str] = mapped_column(String(8))
+    public_key: Mapped[str] = mapped_column(Text)  # PEM SubjectPublicKeyInfo
+    commodities: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class PricePoint(Base):
+    """A signed price point as received (``envelope``), kept so every valuation can be re-done and re-verified.
+    ``id`` is the hex SHA-256 of its payload's RFC 8785 bytes; ``price`` the decimal string signed."""
+
+    __tablename__ = "price_points"
+    __table_args__ = (Index("ix_price_points_latest", "commodity", "currency", "ts"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feed_id: Mapped[str] = mapped_column(ForeignKey("price_feeds.id"), index=True)
+    commodity: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    unit: Mapped[str] = mapped_column(String(8))
+    price: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[datetime] = mapped_column(DateTime)
+    envelope: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+class LotValuation(Base):
+    """A lot valued at a price point: the inputs (price point, quantity, cash paid in) and the results.
+    A row is written when an input changed since the lot's previous one."""
+
+    __tablename__ = "lot_valuations"
+    __table_args__ = (Index("ix_lot_valuations_lot_at", "lot_id", "valued_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"))
+    price_id: Mapped[str] = mapped_column(ForeignKey("price_points.id"), index=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[str] = mapped_column(String(8))
+    paid_in: Mapped[str] = mapped_column(String(40))
+    collateral_value: Mapped[str] = mapped_column(String(48))
+    ltv: Mapped[str | None] = mapped_column(String(48))
+    level: Mapped[str] = mapped_column(String(16))  # ok | warning | disposal
+    valued_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+
+
+#: A margin call's states: ``open`` (the lot is in MarginCall on chain) → ``cured`` (goods or cash, back to
+#: Pledged), ``defaulted`` (uncured past ``cure_by``, or the bank declared default) or ``closed`` (the pledge
+#: ended another way: released, enforced, closed).
+MARGIN_CALL_STATES = ("open", "cured", "defaulted", "closed")
+
+
+class MarginCall(Base):
+    """A margin call on a lot, as the chain recorded it (``cure_by`` is the lot's on-chain ``cureBy``).
+
+    ``valuation_id`` is the valuation that raised it (null when the bank raised it itself); ``disposal`` is set
+    once a valuation during the call is above the disposal line, and ``default_proposal_id`` is then the
+    ``Default`` action proposed for the bank to sign. At most one open call per lot.
+    """
+
+    __tablename__ = "margin_calls"
+    __table_args__ = (
+        Index("uq_margin_calls_open_lot", "lot_id", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),  # fmt: skip
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    lot_id: Mapped[str] = mapped_column(ForeignKey("lots.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    level: Mapped[str] = mapped_column(String(16))  # warning | disposal (at opening); "bank" if the bank called it
+    disposal: Mapped[bool] = mapped_column(Boolean, default=False)
+    ltv: Mapped[str | None] = mapped_column(String(48))
+    valuation_id: Mapped[int | None] = mapped_column(ForeignKey("lot_valuations.id"))
+    reason: Mapped[str] = mapped_column(String(66))  # the on-chain reason (0x bytes32): the price point's id
+    cure_by: Mapped[datetime] = mapped_column(DateTime)
+    opened_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
+    action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))  # the MarginCall action, if ours
+    default_proposal_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))
+    cured_by: Mapped[str | None] = mapped_column(String(8))  # goods | cash
+    cure_action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))
+    paid_in: Mapped[str | None] = mapped_column(String(40))  # cash amount of a cash cure
+    default_action_id: Mapped[str | None] = mapped_column(ForeignKey("actions.id"))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
 class Alert(Base):
     """A supervision rule's finding about a lot (:mod:`ledger.supervision`), with the readings that
     triggered it.
@@ -367,7 +462,7 @@ class Alert(Base):
     ``status``: ``open`` → ``cleared`` (``cleared_by``: ``unfreeze`` when the chain shows the lot
     unfrozen, ``acknowledged`` for a warning a party dismissed). ``readings`` is the JSON list of the
     evidence readings' ids; ``reason`` the 0x commitment to them
-    (:func:`attestation.evidence.evidence_reason`), which a freeze carries on chain. ``freeze_status``
+    (:func:`attestation.documents.evidence_reason`), which a freeze carries on chain. ``freeze_status``
     (critical alerts only): ``pending`` → ``confirmed`` (``freeze_action_id``), ``failed`` (the
     action says why), ``already_frozen`` or ``not_freezable`` (the lot was not pledged).
     """

@@ -15,7 +15,7 @@ Each pass (``poll_s``, well inside one anchoring interval):
    ``alert.raised`` is queued for the lot's bank and warehouse (and insurer, for fire, water and
    temperature) in the same transaction.
 2. **freeze**: every critical alert whose freeze is pending freezes its lot on chain through the
-   supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.evidence.evidence_reason`
+   supervision key (a ``Freeze`` action, ``reason`` = :func:`attestation.documents.evidence_reason`
    of the alert's readings, signed and committed first, then sent crash-safely by
    :mod:`ledger.submission` with no database transaction open), then ``lot.frozen`` is queued. A
    crash anywhere leaves the signed action on the alert, which is finished, never signed twice; a
@@ -42,14 +42,14 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from attestation.evidence import evidence_reason
+from attestation.documents import evidence_reason
 from ledger import actions, submission, webhooks
 from ledger.chain.base import ChainError
 from ledger.chain.collateral import CollateralClient, Status, sign_typed_data
 from ledger.errors import LedgerError
 from ledger.leadership import Leadership
 from ledger.metrics import ALERTS
-from ledger.store.db import Database
+from ledger.store.db import Database, log_failed_round
 from ledger.store.models import Action, Alert, DeviceGap, Lot, Reading, SupervisionCheck, SupervisionCursor, naive_utc, utc
 from ledger.supervision.config import configs_for
 from ledger.supervision.rules import RULES, Context, Finding, evaluate, evaluate_check, row_select, silent_devices, to_row
@@ -398,9 +398,8 @@ class Supervisor:
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
                 log.error("supervision pass failed (retrying in %.1f s): %s", backoff, exc)
             except Exception as exc:  # never let the loop die silently
-                self.last_error = repr(exc)
                 backoff = min(max(backoff, self.poll_s) * 2, 30.0)
-                log.exception("supervision pass failed unexpectedly")
+                self.last_error = log_failed_round(log, "supervision pass", exc)
 
     def stop(self) -> None:
         self._stop.set()

@@ -95,8 +95,8 @@ def _lot_and_actions(ledger: Ledger, operator) -> None:  # type: ignore[no-untyp
     verify = ledger.propose_action(operator, FUZZ_LOT, {"type": "verify", "params": {"quantity": 100, "assay": {"grade": "A"}}})
     for who, org in (("operator", operator), ("enterprise", enterprise)):
         ledger.add_action_signature(org, verify["id"], "0x" + sign_typed_data(signers[who].key, verify["typed_data"]).hex())
-    terms = {"loan_value": 1000, "currency": "CNY", "commodity": "copper", "haircut": 0.2, "warning_ltv": 0.7,
-             "disposal_ltv": 0.8, "min_control_value": 500}  # fmt: skip
+    terms = {"loan_value": "1000", "currency": "CNY", "commodity": "copper", "haircut": "0.2", "warning_ltv": "0.7",
+             "disposal_ltv": "0.8", "min_quantity": 50, "cure_period_s": 3600}  # fmt: skip
     ledger.propose_action(enterprise, FUZZ_LOT, {"type": "pledge", "params": {"bank": "Fuzz bank signer", "registration": "R-1", "terms": terms, "min_quantity": 50}})
 
 
@@ -189,9 +189,11 @@ def test_what_postgresql_cannot_hold_is_refused_not_a_500(fuzz_env) -> None:  # 
             ("/v1/batches/0/multiproof?lot=LOT%00", op, "lot_not_in_batch"),
             ("/v1/batches/94393926484/tree", auditor, "batch_not_found"),
             ("/v1/batches/94393926484/multiproof?lot=LOT", op, "batch_not_found"),
+            ("/v1/lots/LOT%00/valuation", auditor, "lot_not_found"),
         ]:
             r = http.get(path, headers=headers)
             assert r.status_code == 404 and r.json()["error"]["code"] == code, (path, r.text)
+        assert http.get("/v1/margin-calls?lot=LOT%00", headers=auditor).json() == []
         for path in ("/v1/devices/x%00/keys", "/v1/devices/x%00/revoke"):
             r = http.post(path, json={"alg": "ES256", "public_key": "-", "pop": "-", "at": None}, headers=op)
             assert r.status_code == 404 and r.json()["error"]["code"] == "device_not_found", (path, r.text)

@@ -30,8 +30,8 @@ from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.slow
 
-TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "copper cathode", "haircut": 0.3,
-         "warning_ltv": 0.7, "disposal_ltv": 0.85, "min_control_value": 4_500_000}  # fmt: skip
+TERMS = {"loan_value": "6000000.00", "currency": "CNY", "commodity": "copper_cathode", "haircut": "0.30",
+         "warning_ltv": "0.70", "disposal_ltv": "0.85", "min_quantity": 6_000, "cure_period_s": 86_400}  # fmt: skip
 ROLES = {"warehouse": "operator", "enterprise": "enterprise", "bank_a": "bank", "bank_b": "bank", "auditor": "auditor"}
 STATUS = ["none", "inbound", "verified", "pledged", "margin_call", "frozen", "defaulted", "enforcement", "released", "closed"]
 

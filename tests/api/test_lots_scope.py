@@ -29,7 +29,7 @@ def scene(db_url, ledger_factory):  # type: ignore[no-untyped-def]
     world = make_world(ledger, names=tuple(NAMES), roles=NAMES, aliases={"warehouse": "W1", "enterprise": "E1", "bank": "B1"})
     new_lot(world, "EWR-S-1", "scope-scale-1", insurer="I1", enterprise="E1")
     world.run("E1", "EWR-S-1", "verify", {"quantity": 10_000, "assay": ASSAY}, "W1", "E1")
-    pledged = world.run("E1", "EWR-S-1", "pledge", {"bank": "B1", "registration": "PBOC-S-1", "terms": TERMS, "min_quantity": 1}, "E1", "B1", "W1")
+    pledged = world.run("E1", "EWR-S-1", "pledge", {"bank": "B1", "registration": "PBOC-S-1", "terms": TERMS}, "E1", "B1", "W1")
     assert pledged["status"] == "confirmed"
     with LiveServer(create_app(ledger=ledger)) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         yield world, http, pledged

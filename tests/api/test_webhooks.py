@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from ledger import webhooks
-from ledger.store.models import Organisation
 from tests.api.conftest import bearer
 
 

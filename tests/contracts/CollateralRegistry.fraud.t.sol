@@ -18,9 +18,9 @@ import {CollateralTypedData as TD} from "./utils/CollateralTypedData.sol";
 
 /**
  * @dev One test per fraud and failure case of DOMAIN.md that the contract itself must stop (cases 1, 2, 5, 6,
- * 7, 14, 15, 16). The others are off-chain: evidence keys (3), sequence numbers and withheld data (9-11),
- * encodings (13), the single on-chain root (12, ReadingAnchor) and price feeds (8); case 4 (right weight,
- * wrong goods) is covered by the assay record a lot needs before it can be pledged.
+ * 7, 8, 14, 15, 16). The others are off-chain: evidence keys (3), sequence numbers and withheld data (9-11),
+ * encodings (13), the single on-chain root (12, ReadingAnchor) and price feeds (8, `ledger.valuation`); case 4
+ * (right weight, wrong goods) is covered by the assay record a lot needs before it can be pledged.
  */
 contract CollateralRegistryFraudTest is CollateralFixture {
     function setUp() public {
@@ -29,6 +29,8 @@ contract CollateralRegistryFraudTest is CollateralFixture {
 
     ICollateralRegistry.Status internal constant PLEDGED = ICollateralRegistry.Status.Pledged;
     ICollateralRegistry.Status internal constant FROZEN = ICollateralRegistry.Status.Frozen;
+    ICollateralRegistry.Status internal constant MARGIN_CALL = ICollateralRegistry.Status.MarginCall;
+    ICollateralRegistry.Status internal constant DEFAULTED = ICollateralRegistry.Status.Defaulted;
 
     bytes32 internal constant LOT_B = keccak256("e-receipt:WH1-2025-0002");
 
@@ -256,6 +258,39 @@ contract CollateralRegistryFraudTest is CollateralFixture {
      * deadline. The domain separator binds the chain id and the contract's address (recomputed if the chain id
      * changes, e.g. after a fork), every signer's nonce is used once, and the deadline is checked.
      */
+    /**
+     * Case 8: a margin call not cured by its deadline. The call records its cure deadline on chain; an uncured call
+     * ends in default by the supervision key alone, but only after that deadline, and the key can neither give a
+     * cure period shorter than {MIN_CURE_PERIOD} (to default at once) nor default a lot that was cured in time. A
+     * goods lot that never comes back leaves the borrower no way to stay Pledged past the deadline.
+     */
+    function test_fraudCase08_uncuredMarginCall() public {
+        _toPledged();
+        uint256[] memory s = _keys(SUPERVISOR_KEY);
+        uint256 earliest = block.timestamp + registry.MIN_CURE_PERIOD();
+        cureBy = uint40(block.timestamp + 1);
+        bytes memory tooShort = abi.encodeWithSelector(
+            ICollateralRegistry.CollateralRegistryCurePeriodTooShort.selector, lot, cureBy, earliest
+        );
+        _refuse(_marginCallCall(s, _noncesOf(s), _deadline()), tooShort, "a call that cannot be cured in time");
+
+        cureBy = uint40(block.timestamp + 3 days);
+        _run(_marginCallCall, s);
+        vm.assertEq(_status(lot), uint256(MARGIN_CALL), "called");
+        vm.warp(block.timestamp + 2 days);
+        bytes memory running =
+            abi.encodeWithSelector(ICollateralRegistry.CollateralRegistryCurePeriodRunning.selector, lot, cureBy);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), running, "default inside the cure period");
+
+        // The cure period passes with no goods and no cash: the system ends the call in default.
+        vm.warp(uint256(cureBy) + 1);
+        _run(_defaultUncuredCall, s);
+        vm.assertEq(_status(lot), uint256(DEFAULTED), "uncured call ended in default");
+        // A cure that comes too late is refused.
+        uint256[] memory w = _keys(WAREHOUSE_KEY);
+        _refuse(_cureWithGoodsCall(w, _noncesOf(w), _deadline()), _errStatus(lot, DEFAULTED), "late cure");
+    }
+
     function test_fraudCase14_signatureReplay() public {
         _toPledged();
         uint256[] memory bw = _keys(BANK_KEY, WAREHOUSE_KEY);

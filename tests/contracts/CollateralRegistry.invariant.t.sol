@@ -34,7 +34,7 @@ contract CollateralRegistryInvariantTest is Assertions {
 
     /// @dev Only the lifecycle actions, not the handler's views.
     function targetSelectors() public view returns (FuzzSelector[] memory selectors) {
-        bytes4[] memory fns = new bytes4[](16);
+        bytes4[] memory fns = new bytes4[](17);
         fns[0] = CollateralRegistryHandler.registerLot.selector;
         fns[1] = CollateralRegistryHandler.verifyLot.selector;
         fns[2] = CollateralRegistryHandler.pledge.selector;
@@ -51,6 +51,7 @@ contract CollateralRegistryInvariantTest is Assertions {
         fns[13] = CollateralRegistryHandler.release.selector;
         fns[14] = CollateralRegistryHandler.close.selector;
         fns[15] = CollateralRegistryHandler.forge.selector;
+        fns[16] = CollateralRegistryHandler.defaultUncured.selector;
         selectors = new FuzzSelector[](1);
         selectors[0] = FuzzSelector(address(handler), fns);
     }

@@ -663,13 +663,14 @@ contract CollateralRegistryTest is CollateralFixture {
     function test_marginCall_byBankOrSupervisor() public {
         _toPledged();
         vm.expectEmit(true, true, true, true, address(registry));
-        emit ICollateralRegistry.MarginCalled(lot, vm.addr(BANK_KEY), ref);
+        emit ICollateralRegistry.MarginCalled(lot, vm.addr(BANK_KEY), ref, uint40(block.timestamp + 1 days));
         _run(_marginCallCall, _keys(BANK_KEY));
         _assertStatus(MARGIN_CALL, "by the bank");
+        vm.assertEq(uint256(registry.lotOf(lot).cureBy), block.timestamp + 1 days, "cure deadline recorded");
 
         _run(_cureWithCashCall, _keys(BANK_KEY));
         vm.expectEmit(true, true, true, true, address(registry));
-        emit ICollateralRegistry.MarginCalled(lot, vm.addr(SUPERVISOR_KEY), ref);
+        emit ICollateralRegistry.MarginCalled(lot, vm.addr(SUPERVISOR_KEY), ref, uint40(block.timestamp + 1 days));
         _run(_marginCallCall, _keys(SUPERVISOR_KEY));
         _assertStatus(MARGIN_CALL, "by the supervision key");
         vm.assertEq(registry.nonces(vm.addr(SUPERVISOR_KEY)), 1, "supervisor nonce used");
@@ -679,6 +680,69 @@ contract CollateralRegistryTest is CollateralFixture {
         _toPledged();
         _checkSingleApproval(_marginCallCall, BANK_KEY, SUPERVISOR_KEY);
         _assertStatus(MARGIN_CALL, "called");
+    }
+
+    function test_marginCall_givesAtLeastTheMinimumCurePeriod() public {
+        _toPledged();
+        uint256[] memory k = _keys(SUPERVISOR_KEY);
+        uint256 earliest = block.timestamp + registry.MIN_CURE_PERIOD();
+        cureBy = uint40(earliest - 1);
+        _refuse(_marginCallCall(k, _noncesOf(k), _deadline()), _errCurePeriodTooShort(lot, cureBy, earliest), "short");
+        cureBy = uint40(earliest);
+        _run(_marginCallCall, k);
+        vm.assertEq(uint256(registry.lotOf(lot).cureBy), earliest, "exactly the minimum");
+    }
+
+    // ---------------------------------------------------------------- MarginCall → Defaulted, uncured
+
+    function test_defaultUncured_onlyAfterTheCureDeadline() public {
+        _toMarginCall();
+        uint40 deadline = registry.lotOf(lot).cureBy;
+        uint256[] memory s = _keys(SUPERVISOR_KEY);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), _errCureRunning(lot, deadline), "during the period");
+        vm.warp(deadline);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), _errCureRunning(lot, deadline), "at the deadline");
+        vm.warp(uint256(deadline) + 1);
+        vm.expectEmit(true, true, true, true, address(registry));
+        emit ICollateralRegistry.LotDefaulted(lot, ref);
+        _run(_defaultUncuredCall, s);
+        _assertStatus(DEFAULTED, "uncured call ended in default");
+        vm.assertEq(registry.lotOfRegistration(terms.registration), lot, "still a live pledge");
+    }
+
+    function test_defaultUncured_onlyTheSupervisionKey() public {
+        _toMarginCall();
+        vm.warp(uint256(registry.lotOf(lot).cureBy) + 1);
+        bytes32 before = _snapshot();
+        uint256[7] memory others =
+            [STRANGER_KEY, ENTERPRISE_KEY, BANK_KEY, WAREHOUSE_KEY, OTHER_BANK_KEY, OTHER_WAREHOUSE_KEY, INSURER_KEY];
+        for (uint256 i = 0; i < others.length; ++i) {
+            uint256[] memory k = _keys(others[i]);
+            _refuse(_defaultUncuredCall(k, _noncesOf(k), _deadline()), _errUnauthorizedSigner(vm.addr(others[i])), "other");
+        }
+        uint256[] memory s = _keys(SUPERVISOR_KEY);
+        uint256[] memory n = _noncesOf(s);
+        _refuse(_defaultUncuredCall(s, _replace(n, 0, n[0] + 1), _deadline()), _errNonce(vm.addr(SUPERVISOR_KEY), n[0]), "nonce");
+        _refuse(_defaultUncuredCall(s, n, block.timestamp - 1), _errExpired(block.timestamp - 1), "expired");
+        vm.assertEq(_snapshot(), before, "a refused default changed state");
+        _run(_defaultUncuredCall, s);
+        _assertStatus(DEFAULTED, "defaulted");
+    }
+
+    /// @dev The supervision key cannot default a lot that is not under a margin call, nor one cured in time.
+    function test_defaultUncured_onlyFromAnOpenMarginCall() public {
+        uint256[] memory s = _keys(SUPERVISOR_KEY);
+        _toPledged();
+        vm.warp(block.timestamp + 30 days);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), _errStatus(lot, PLEDGED), "pledged");
+        _run(_marginCallCall, _keys(SUPERVISOR_KEY));
+        _run(_cureWithCashCall, _keys(BANK_KEY));
+        vm.warp(block.timestamp + 2 days);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), _errStatus(lot, PLEDGED), "cured in time");
+        _run(_marginCallCall, _keys(BANK_KEY));
+        _run(_freezeCall, _keys(WAREHOUSE_KEY));
+        vm.warp(block.timestamp + 2 days);
+        _refuse(_defaultUncuredCall(s, _noncesOf(s), _deadline()), _errStatus(lot, FROZEN), "frozen: the bank decides");
     }
 
     function test_cureWithGoods_addsGoodsAndReturnsToPledged() public {
@@ -1099,6 +1163,16 @@ contract CollateralRegistryTest is CollateralFixture {
     function tryAndRevert(bytes memory data) external {
         _exec(data);
         revert Accepted();
+    }
+
+    function _errCurePeriodTooShort(bytes32 l, uint40 by, uint256 earliest) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(
+            ICollateralRegistry.CollateralRegistryCurePeriodTooShort.selector, l, by, earliest
+        );
+    }
+
+    function _errCureRunning(bytes32 l, uint40 by) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(ICollateralRegistry.CollateralRegistryCurePeriodRunning.selector, l, by);
     }
 
     function _errMissing(bytes32 l) internal pure returns (bytes memory) {

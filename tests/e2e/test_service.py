@@ -69,8 +69,8 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
-    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(CLI + list(args), env=self.env, cwd=ROOT, capture_output=True, text=True, input=input, timeout=120)
+    def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(CLI + list(args), env=self.env, cwd=ROOT, capture_output=True, text=True, input=input, timeout=timeout)
 
 
 def wait_proof(http: httpx.Client, reading_id: str, key: str, timeout: float = 30) -> dict:

@@ -48,7 +48,11 @@ def batches(ledger) -> list[Batch]:  # type: ignore[no-untyped-def]
 
 def checkpoint_logs(ledger) -> list[int]:  # type: ignore[no-untyped-def]
     """The index of every Checkpointed event the anchor ever emitted: one per checkpoint, or a batch was anchored twice."""
-    client = ledger.chain.client
+    return checkpoint_events(ledger.chain.client)
+
+
+def checkpoint_events(client) -> list[int]:  # type: ignore[no-untyped-def]
+    """:func:`checkpoint_logs` of the anchor that ``client`` (a ``ChainClient``) writes to."""
     logs = client.w3.eth.get_logs({"address": client.anchor_address, "fromBlock": 0, "toBlock": "latest",
                                    "topics": [Web3.to_hex(CHECKPOINTED_TOPIC)]})  # fmt: skip
     return [int.from_bytes(bytes(log["topics"][1]), "big") for log in logs]

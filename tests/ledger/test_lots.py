@@ -4,7 +4,6 @@ and a crash at each step of the submission is recovered on restart without sendi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -22,8 +21,8 @@ from ledger.store.models import Action, Organisation
 
 GOODS = {"commodity": "copper cathode", "grade": "A", "bundles": 40}
 ASSAY = {"lab": "SGS", "cu_pct": 99.99, "certificate": "SGS-2026-118"}
-TERMS = {"loan_value": 6_000_000, "currency": "CNY", "commodity": "copper", "haircut": 0.3, "warning_ltv": 0.7,
-         "disposal_ltv": 0.8, "min_control_value": 5_000_000}  # fmt: skip
+TERMS = {"loan_value": "6000000.00", "currency": "CNY", "commodity": "copper", "haircut": "0.30", "warning_ltv": "0.70",
+         "disposal_ltv": "0.80", "min_quantity": 6_000, "cure_period_s": 86_400}  # fmt: skip
 
 
 def key(name: str) -> LocalAccount:
@@ -138,8 +137,8 @@ def test_scope_and_refusals_before_the_chain(world: World) -> None:
     with pytest.raises(Forbidden):
         ledger.propose_action(orgs["auditor"], "EWR-L-2", {"type": "freeze", "params": {"reason": "x"}})
     with pytest.raises(Invalid) as bad:
-        ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "pledge", "params": {"bank": "bank", "registration": "R", "terms": {**TERMS, "warning_ltv": 0.9}, "min_quantity": 1}})
-    assert bad.value.code == "invalid_params" and "disposal_ltv" in bad.value.message
+        ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "pledge", "params": {"bank": "bank", "registration": "R", "terms": {**TERMS, "warning_ltv": "0.90"}}})
+    assert bad.value.code == "invalid_terms" and "disposal_ltv" in bad.value.message
     with pytest.raises(Invalid):
         ledger.propose_action(orgs["enterprise"], "EWR-L-2", {"type": "teleport", "params": {}})
     with pytest.raises(Conflict) as sub:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from ledger.simulator import SimulatedDevice
 from ledger.store.db import Database
 from ledger.store.models import Organisation, Reading
 from tests.conftest import IN_CI, ROOT, free_port
+from tests.reliability.servers import find_mosquitto
 
 BROKER_URL = os.environ.get("PLEDGELEDGER_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 TIMEOUT = 10.0
@@ -359,7 +359,7 @@ def test_the_bridge_reconnects_and_resubscribes(db_url, ledger_factory, bridges,
 
 
 def test_an_unreachable_broker_is_retried_until_it_answers(tmp_path: Path) -> None:
-    mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    mosquitto = find_mosquitto()
     if mosquitto is None:
         if IN_CI:
             pytest.fail("the mosquitto binary is required in CI")

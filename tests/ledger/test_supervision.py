@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from eth_utils import keccak
 
-from attestation.evidence import evidence_reason
+from attestation.documents import evidence_reason
 from ledger.chain.collateral import Status, identifier_hash
 from ledger.store.models import Alert, Lot, SupervisionCursor, WebhookDelivery
 from ledger.supervision import Supervisor

@@ -5,47 +5,27 @@ The ledger reaches anvil as a JSON-RPC chain (``PLEDGELEDGER_CHAIN=http://...``)
 anvil's ``finalized`` block (64 blocks behind the latest) unless a test says otherwise. Faults are
 made with anvil's own controls: ``evm_setAutomine``/``evm_mine`` (a transaction that is not mined),
 ``anvil_setNextBlockBaseFeePerGas`` (one that became too cheap), ``anvil_reorg`` (reorganisations),
-and stopping the node. Every test ends with each checkpoint on chain exactly once.
+and stopping the node. Every test ends with each checkpoint on chain exactly once, and those that
+anchor everything with :func:`~tests.reliability.soundness.assert_sound`: every accepted reading
+stored and provable against the chain, nothing anchored twice, the audit clean.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from eth_account import Account
 from web3 import Web3
 
-from attestation import chain_query, verify_bundle
-from ledger.chain import ANVIL_DEV_KEY, AnvilNode, ChainReader, ChainUnavailable, SignedTx, deploy_to, open_chain
+from ledger.chain import ANVIL_DEV_KEY, AnvilNode, ChainUnavailable, SignedTx, deploy_to, open_chain
 from ledger.store.models import Batch
-from tests.conftest import IN_CI
 from tests.ledger.test_anchoring import batches, checkpoint_logs, restarted, setup_device, setup_readings
+from tests.reliability.servers import rpc
+from tests.reliability.soundness import assert_sound
 
 pytestmark = pytest.mark.anvil
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[AnvilNode]:
-    from ledger.chain import find_anvil
-
-    if find_anvil() is None:
-        if IN_CI:
-            pytest.fail("anvil is required in CI (npm install puts it in node_modules)")
-        pytest.skip("anvil binary not installed (npm install)")
-    node = AnvilNode(tmp_path / "node")
-    node.start()
-    yield node
-    node.stop()
-
-
-def rpc(node: AnvilNode, method: str, *params: object) -> object:
-    reply = requests.post(node.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}, timeout=10).json()
-    assert "error" not in reply, reply
-    return reply["result"]
 
 
 @pytest.fixture
@@ -77,14 +57,6 @@ def signed(batch: Batch) -> SignedTx:
     return SignedTx(batch.tx_hash, batch.nonce, batch.raw_tx, batch.fee_cap, batch.tip)
 
 
-def assert_provable(ledger, ids: list[str]) -> None:  # type: ignore[no-untyped-def]
-    reader = ChainReader(ledger.chain.w3)
-    for reading_id in ids:
-        bundle = ledger.proof(reading_id)
-        report = verify_bundle(bundle, reader.chain_facts(chain_query(bundle)))
-        assert report.ok, report.as_dict()
-
-
 # --- finality ---------------------------------------------------------------------------------------
 
 
@@ -101,7 +73,7 @@ def test_an_anchor_is_final_at_the_nodes_finalized_block(node: AnvilNode, open_l
     finalise(node)
     assert ledger.anchorer.anchor_pending() == 1 and status(ledger) == "final"
     assert ledger.proof(ids[0])["anchor"]["status"] == "final"
-    assert_provable(ledger, ids)
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_on_a_dev_chain_an_anchor_is_final_after_the_configured_confirmations(ledger_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -146,12 +118,12 @@ def test_a_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(nod
     finalise(node)
     assert ledger.anchorer.anchor_pending() == 1
     assert checkpoint_logs(ledger) == [0]
-    assert_provable(ledger, ids)
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_transaction_dropped_for_its_low_fee_is_replaced_at_the_current_fees(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger(replace_after_s=3600)  # never due: the node's refusal alone triggers the replacement
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.tick()
     first = batches(ledger)[0]
@@ -168,6 +140,7 @@ def test_a_transaction_dropped_for_its_low_fee_is_replaced_at_the_current_fees(n
     ledger.anchorer.anchor_pending()
     assert (status(ledger), batches(ledger)[0].tx_hash) == ("included", replaced.tx_hash)
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_nonce_taken_by_another_transaction_means_sending_the_checkpoint_anew(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
@@ -193,14 +166,14 @@ def test_a_nonce_taken_by_another_transaction_means_sending_the_checkpoint_anew(
     ledger.anchorer.anchor_pending()
     assert status(ledger) == "included"
     assert checkpoint_logs(ledger) == [0]
-    assert_provable(ledger, ids)
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_checkpoint_displaced_behind_its_predecessor_is_anchored_in_order(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     """Batch 0's nonce is taken, so batch 1's transaction runs first and is refused (MissingPrevious):
     both are sent again, in order."""
     ledger = open_ledger(batch_max_size=1)
-    setup_readings(ledger, 2)
+    ids = setup_readings(ledger, 2)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.seal()
     ledger.anchorer.seal()
@@ -222,6 +195,7 @@ def test_a_checkpoint_displaced_behind_its_predecessor_is_anchored_in_order(node
     assert [b.status for b in batches(ledger)] == ["included", "included"]
     assert checkpoint_logs(ledger) == [0, 1]
     assert [client.root_of(i) for i in (0, 1)] == [zero.root, one.root]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 # --- reorganisations ----------------------------------------------------------------------------------
@@ -248,12 +222,12 @@ def test_a_reorganisation_that_drops_anchors_is_detected_and_they_are_anchored_a
     assert checkpoint_logs(ledger) == [0, 1]
     finalise(node)
     assert ledger.anchorer.anchor_pending() == 2
-    assert_provable(ledger, ids)
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_reorganisation_that_moves_an_anchor_updates_its_block(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger()
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     ledger.anchorer.tick()
     before = batches(ledger)[0]
     rpc(node, "anvil_mine", "0x2")
@@ -265,6 +239,7 @@ def test_a_reorganisation_that_moves_an_anchor_updates_its_block(node: AnvilNode
     assert (after.status, after.tx_hash) == ("included", before.tx_hash)
     assert after.block_hash != before.block_hash and after.block_number == before.block_number + 1
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 # --- the node away, and crashes around a replacement ------------------------------------------------
@@ -296,12 +271,12 @@ def test_while_the_node_is_down_readings_are_accepted_and_the_backlog_anchors_wh
     _wait(lambda: ledger.anchorer.last_error is None, "the loop to report no error")
     assert ledger.health()["anchoring"]["pending"] == {"sealed": 0, "submitted": 0, "included": 4}
     assert checkpoint_logs(ledger) == list(range(4))
-    assert_provable(ledger, ids)
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_crash_after_a_replacement_went_out_but_before_it_was_recorded(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger()
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     rpc(node, "evm_setAutomine", False)
     ledger.anchorer.tick()
     first = batches(ledger)[0]
@@ -312,11 +287,12 @@ def test_a_crash_after_a_replacement_went_out_but_before_it_was_recorded(node: A
     anchorer.anchor_pending()
     assert (status(ledger), batches(ledger)[0].tx_hash) == ("included", replacement.tx_hash)  # found by its event
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 def test_a_restart_finds_an_anchor_the_chain_lost_meanwhile(node: AnvilNode, open_ledger) -> None:  # type: ignore[no-untyped-def]
     ledger = open_ledger()
-    setup_readings(ledger)
+    ids = setup_readings(ledger)
     ledger.anchorer.tick()
     assert status(ledger) == "included"
     ledger.anchorer.stop()
@@ -327,6 +303,7 @@ def test_a_restart_finds_an_anchor_the_chain_lost_meanwhile(node: AnvilNode, ope
     anchorer.anchor_pending()
     assert status(ledger) == "included"
     assert checkpoint_logs(ledger) == [0]
+    assert_sound(ledger.db, ledger.chain.client, ids)
 
 
 # --- helpers ----------------------------------------------------------------------------------------

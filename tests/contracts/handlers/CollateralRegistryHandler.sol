@@ -170,6 +170,13 @@ contract CollateralRegistryHandler is CollateralFixture {
         else _advance(i, lotSeed);
     }
 
+    /// @dev The cure period of a margin call runs out (time moves past it), then the supervision key defaults the lot.
+    function defaultUncured(uint256 lotSeed) external {
+        (uint256 i, bool chosen) = _select(lotSeed, _mask(ICollateralRegistry.Status.MarginCall));
+        if (chosen) _defaultUncured(i);
+        else _advance(i, lotSeed);
+    }
+
     function enforce(uint256 lotSeed) external {
         (uint256 i, bool chosen) = _select(lotSeed, _mask(ICollateralRegistry.Status.Defaulted));
         if (chosen) _enforce(i);
@@ -355,6 +362,16 @@ contract CollateralRegistryHandler is CollateralFixture {
             || m.status == ICollateralRegistry.Status.Frozen;
         if (_submit(_defaultCall, _keys(_bankKey(m.bank)), ok, "declareDefault")) {
             (m.status, m.frozenFrom) = (ICollateralRegistry.Status.Defaulted, ICollateralRegistry.Status.None);
+        }
+    }
+
+    function _defaultUncured(uint256 i) internal {
+        Model storage m = _model[i];
+        ref = keccak256("margin call uncured");
+        vm.warp(block.timestamp + 1 days + 1); // past any cure deadline set so far (calls give a day)
+        bool ok = m.status == ICollateralRegistry.Status.MarginCall;
+        if (_submit(_defaultUncuredCall, _keys(SUPERVISOR_KEY), ok, "defaultUncured")) {
+            m.status = ICollateralRegistry.Status.Defaulted;
         }
     }
 

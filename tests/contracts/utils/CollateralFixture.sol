@@ -59,6 +59,8 @@ abstract contract CollateralFixture is Assertions {
     bytes32 internal goods2 = keccak256("goods: 10 t copper cathode + 1 t top-up");
     uint64 internal qty = QUANTITY;
     bytes32 internal ref = keccak256("reason or payment reference");
+    /// @dev A margin call's cure deadline (0: a day after the block it is built in).
+    uint40 internal cureBy;
     /// @dev Sign for another chain id or contract than the registry's (0: the real ones).
     uint256 internal signChainId;
     address internal signContract;
@@ -225,8 +227,13 @@ abstract contract CollateralFixture is Assertions {
         view
         returns (bytes memory)
     {
-        bytes[] memory sigs = _sigs(TD.lotRecord(TD.MARGIN_CALL, lot, ref, n, deadline), keys);
-        return abi.encodeCall(ICollateralRegistry.marginCall, (lot, ref, deadline, n, sigs));
+        uint40 by = _cureBy();
+        bytes[] memory sigs = _sigs(TD.marginCall(lot, ref, by, n, deadline), keys);
+        return abi.encodeCall(ICollateralRegistry.marginCall, (lot, ref, by, deadline, n, sigs));
+    }
+
+    function _cureBy() internal view returns (uint40) {
+        return cureBy == 0 ? uint40(block.timestamp + 1 days) : cureBy;
     }
 
     function _cureWithGoodsCall(uint256[] memory keys, uint256[] memory n, uint256 deadline)
@@ -272,6 +279,15 @@ abstract contract CollateralFixture is Assertions {
     {
         bytes[] memory sigs = _sigs(TD.lotRecord(TD.DEFAULT, lot, ref, n, deadline), keys);
         return abi.encodeCall(ICollateralRegistry.declareDefault, (lot, ref, deadline, n, sigs));
+    }
+
+    function _defaultUncuredCall(uint256[] memory keys, uint256[] memory n, uint256 deadline)
+        internal
+        view
+        returns (bytes memory)
+    {
+        bytes[] memory sigs = _sigs(TD.lotRecord(TD.DEFAULT_UNCURED, lot, ref, n, deadline), keys);
+        return abi.encodeCall(ICollateralRegistry.defaultUncured, (lot, ref, deadline, n, sigs));
     }
 
     function _enforceCall(uint256[] memory keys, uint256[] memory n, uint256 deadline)

@@ -37,7 +37,7 @@ library CollateralTypedData {
         "SubstituteOut(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint64 quantityOut,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)"
     );
     bytes32 internal constant MARGIN_CALL =
-        keccak256("MarginCall(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)");
+        keccak256("MarginCall(bytes32 lot,bytes32 reason,uint40 cureBy,uint256 nonce,uint256 deadline)");
     bytes32 internal constant CURE_WITH_GOODS = keccak256(
         "CureWithGoods(bytes32 lot,bytes32 goods,bytes32 assay,uint64 quantityIn,uint256 warehouseNonce,uint256 deadline)"
     );
@@ -48,6 +48,8 @@ library CollateralTypedData {
         keccak256("Unfreeze(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)");
     bytes32 internal constant DEFAULT =
         keccak256("Default(bytes32 lot,bytes32 reason,uint256 bankNonce,uint256 deadline)");
+    bytes32 internal constant DEFAULT_UNCURED =
+        keccak256("DefaultUncured(bytes32 lot,bytes32 reason,uint256 nonce,uint256 deadline)");
     bytes32 internal constant ENFORCE =
         keccak256("Enforce(bytes32 lot,uint256 bankNonce,uint256 warehouseNonce,uint256 deadline)");
     bytes32 internal constant RELEASE =
@@ -163,7 +165,15 @@ library CollateralTypedData {
         );
     }
 
-    /// @dev MarginCall, Freeze, Default and CureWithCash: `(lot, bytes32, nonce, deadline)`.
+    function marginCall(bytes32 lot, bytes32 reason, uint40 cureBy, uint256[] memory n, uint256 deadline)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(MARGIN_CALL, lot, reason, cureBy, at(n, 0), deadline));
+    }
+
+    /// @dev Freeze, Default, DefaultUncured and CureWithCash: `(lot, bytes32, nonce, deadline)`.
     function lotRecord(bytes32 typeHash, bytes32 lot, bytes32 value, uint256[] memory n, uint256 deadline)
         internal
         pure

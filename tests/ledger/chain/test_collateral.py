@@ -332,6 +332,7 @@ def test_actions_match_the_abi() -> None:
     assert ACTIONS["Pledge"].signers == ("enterprise", "bank", "warehouse")
     assert ACTIONS["MarginCall"].signers == ("bank|supervisor",)
     assert ACTIONS["Freeze"].signers == ("warehouse|supervisor",)
+    assert ACTIONS["DefaultUncured"].signers == ("supervisor",)
 
 
 def test_typed_data_is_validated_and_matches_eth_account() -> None:
