@@ -18,7 +18,7 @@ def test_healthz(env) -> None:  # type: ignore[no-untyped-def]
     body = http.get("/healthz").json()
     assert body["status"] == "ok"
     assert body["db"] in ("sqlite", "postgresql")
-    assert set(body["chain"]["contracts"]) == {"DeviceRegistry", "ReadingAnchor"}
+    assert set(body["chain"]["contracts"]) == {"DeviceRegistry", "ReadingAnchor", "CollateralRegistry"}
     assert body["chain"]["id"] == ledger.chain.client.chain_id
 
 
