@@ -3,15 +3,16 @@
 
 Run it as ``scripts/bench`` (which sets up the repository first)::
 
-    scripts/bench                            # every benchmark at full size (about 10-15 minutes)
+    scripts/bench                            # every benchmark at full size (about 15 minutes)
     scripts/bench --quick                    # smaller sizes: a smoke run of a minute or two
     scripts/bench --only anchor,gas --json   # a subset, one JSON object on stdout
 
 Each benchmark runs as its own subprocess (``.venv/bin/python scripts/bench_X.py ... --json``),
 so one that crashes or times out becomes an error row and the others still run. Its headline
 figures are read from its JSON and printed as one Markdown table (``--json``: one JSON object)
-on stdout, each with its unit, its target from the issues and whether it is met. Progress and
-the benchmarks' own logs go to stderr; each benchmark's full log is kept in ``--log-dir``.
+on stdout, each with its unit, its target from the issues and whether it is met. Progress (rich:
+the latest log line of the benchmark running) goes to stderr; each benchmark's full log is kept
+in ``--log-dir``.
 
 Adding a benchmark to the table is one entry in :data:`BENCHMARKS`: the script, its arguments
 for a full and a ``--quick`` run, and the metrics read from its JSON (a dotted path or a function).

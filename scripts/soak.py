@@ -379,7 +379,10 @@ async def drive(soak: Soak, devices: list[Any]) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     args = soak.args
-    limits = httpx.Limits(max_connections=args.devices + args.proof_workers + 64, max_keepalive_connections=64)
+    # uvicorn closes a connection idle for 5 s; a request sent on it just then fails, so drop idle ones first
+    limits = httpx.Limits(
+        max_connections=args.devices + args.proof_workers + 64, max_keepalive_connections=64, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(base_url=soak.url, timeout=args.request_timeout, limits=limits) as client:
         soak.t0 = time.monotonic()
         tasks = [asyncio.create_task(soak.device_loop(client, d, k)) for k, d in enumerate(devices)]
