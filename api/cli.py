@@ -58,6 +58,15 @@ def serve(
             "serve requests; the embedded chain cannot be shared, so use managed or an RPC URL.",
         ),
     ] = 1,
+    ingest_processes: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, max=256,
+            help="Worker processes that decode, verify and store POST /v1/readings batches, so ingestion uses "
+            "every core [env PLEDGELEDGER_INGEST_PROCESSES; default 1: in the serving process]. Set it to the number "
+            "of cores on a busy PostgreSQL ledger; works with any chain.",
+        ),
+    ] = None,
     confirmations: Annotated[Optional[int], typer.Option(help="Blocks after which an anchor is final where the node has no 'finalized' tag [env PLEDGELEDGER_CONFIRMATIONS; default 12 on an RPC chain, 1 on managed/embedded]")] = None,
 ) -> None:
     """Run the ledger service: HTTP API, anchoring loop, and (managed chain) a local anvil node.
@@ -67,9 +76,13 @@ def serve(
     """
     import shutil
 
-    metrics_dir = _multiprocess_metrics(workers)  # first: prometheus_client must not be imported before
+    import os
+
+    processes = ingest_processes or int(os.environ.get("PLEDGELEDGER_INGEST_PROCESSES") or 1)
+    metrics_dir = _multiprocess_metrics(max(workers, processes))  # first: prometheus_client must not be imported before
     try:
-        _serve(workers, data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval)
+        _serve(workers, data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
+               ingest_processes=ingest_processes, confirmations=confirmations)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -91,6 +104,9 @@ def _serve(workers: int, **overrides: object) -> None:
     log_config = logging_config(fmt=settings.log_format, level=settings.log_level)
     logging.config.dictConfig(log_config)
     log = logging.getLogger("pledgeledger")  # status lines go through logging too: one format on stderr
+    if workers > 1 and settings.ingest_processes > 1:
+        log.error("cannot start: use either --workers or --ingest-processes (the ingestion pool serves one process's requests)")
+        raise typer.Exit(2)
     if workers > 1 and settings.chain == "embedded":
         log.error("cannot start: the embedded chain lives inside one process; with --workers > 1 use --chain managed or an RPC URL")
         raise typer.Exit(2)
@@ -122,7 +138,7 @@ def _serve(workers: int, **overrides: object) -> None:
 def _multiprocess_metrics(workers: int) -> Path | None:
     """Put prometheus_client in multiprocess mode when several processes serve (ledger.metrics).
 
-    With ``--workers N > 1`` and no ``PROMETHEUS_MULTIPROC_DIR``, a fresh directory is made (and
+    With ``--workers N > 1`` (or ``--ingest-processes N > 1``) and no ``PROMETHEUS_MULTIPROC_DIR``, a fresh directory is made (and
     returned, to be removed at exit). A ``PROMETHEUS_MULTIPROC_DIR`` the operator set is used
     with any number of workers, emptied of a previous run's files first: it must belong to
     this service alone.

@@ -60,6 +60,12 @@ class Invalid(LedgerError):
     code = "invalid_request"
 
 
+class MalformedBody(LedgerError):
+    """The request body is not JSON at all (answered 400, where a JSON value that breaks a rule is 422)."""
+
+    code = "invalid_json"
+
+
 class RateLimited(LedgerError):
     code = "rate_limited"
 

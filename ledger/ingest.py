@@ -4,9 +4,10 @@ sequencing, then a durable insert with a fresh salt.
 A reading is only ever reported ``accepted`` after the transaction that stores it commits.
 
 One request is one transaction whatever its size, and its SQL is a fixed handful of
-statements rather than a few per reading: one lookup of the ids already stored, the devices
-locked in id order (so two concurrent requests never deadlock), their keys, then one
-multi-row insert of the readings, one of the gaps and one update of the devices. Every
+statements rather than a few per reading: the devices locked in id order (so two concurrent
+requests never deadlock), their keys, a lookup of the ids already stored (only for readings
+not ahead of their device's last seq), then one ``COPY`` (or multi-row insert) of the
+readings, one insert of the gaps and one update of the devices. Every
 decision in between is made in Python over the state those statements returned, in the
 order the readings were sent, exactly as if they had arrived one by one. Signatures are
 checked on a small thread pool (the curve libraries release the GIL).
@@ -23,18 +24,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, insert, select, update
+import orjson
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from attestation.errors import AttestationError
 from attestation.readings import SignedReading, parse_reading
-from ledger.errors import Conflict, Invalid, LedgerError, NotFound, RateLimited
+from ledger.errors import Conflict, Invalid, LedgerError, MalformedBody, NotFound, RateLimited
 from ledger.metrics import count_readings
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, storable_text
-from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc, utc
+from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, bulk_update, storable_text
+from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc
 
-__all__ = ["IngestResult", "ingest", "ingest_many"]
+__all__ = ["IngestResult", "decode_body", "ingest", "ingest_batch", "ingest_many", "verify_in_threads"]
 
 Status = Literal["accepted", "duplicate", "rejected"]
 Rejection = AttestationError | LedgerError
@@ -44,6 +46,14 @@ Rejection = AttestationError | LedgerError
 _ATTEMPTS = 3
 _VERIFY_CHUNK = 64
 _verifiers = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="verify")
+_threaded_verify = True
+
+
+def verify_in_threads(enabled: bool) -> None:
+    """Check a request's signatures on the thread pool (the default: one process serving) or
+    inline (a worker of :mod:`ledger.ingest_pool`, one of several processes already)."""
+    global _threaded_verify
+    _threaded_verify = enabled
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class _Candidate:
 
     position: int
     reading: SignedReading
-    ts: datetime  # aware UTC
+    ts: datetime  # naive UTC, as stored
     key: Any = None  # the device_keys row valid at ts, once found
 
 
@@ -104,6 +114,28 @@ def ingest_many(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: fl
     ]
 
 
+def decode_body(body: bytes) -> Any:
+    """A request body as JSON; raise :class:`MalformedBody` (400 ``invalid_json``) if it is not."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:  # orjson refuses integers beyond 64 bits, which are valid JSON (and refused later by name)
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedBody(f"the request body is not valid UTF-8 JSON: {exc}") from None
+
+
+def ingest_batch(db: Database, body: bytes, *, max_batch: int, max_future_skew_s: float,
+                 limiter: DeviceRateLimiter | None = None) -> list[IngestResult]:
+    """:func:`ingest_many` over a request body holding a JSON array of at most ``max_batch`` readings."""
+    envelopes = decode_body(body)
+    if not isinstance(envelopes, list):
+        raise Invalid("the body must be a JSON array of readings", code="invalid_reading")
+    if len(envelopes) > max_batch:
+        raise Invalid(f"send at most {max_batch} readings per request, not {len(envelopes)}", code="too_many_readings")
+    return ingest_many(db, envelopes, max_future_skew_s=max_future_skew_s, limiter=limiter)
+
+
 #: What became of one envelope: the reading's id (None if it did not parse) and its status or rejection.
 Outcome = tuple[str | None, Literal["accepted", "duplicate"] | Rejection]
 
@@ -121,7 +153,7 @@ def _ingest(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float,
             if reading.lot is not None and not storable_text(reading.lot):
                 raise Invalid("payload.lot must not contain NUL (U+0000): the ledger cannot store it", code="invalid_reading")
             _check_rate(limiter, reading)
-            candidates.append(_Candidate(position, reading, reading.ts))
+            candidates.append(_Candidate(position, reading, naive_utc(reading.ts)))
         except (AttestationError, LedgerError) as exc:
             outcomes[position] = (reading_id, exc)
     for attempt in range(1, _ATTEMPTS + 1):
@@ -147,10 +179,10 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
         return decided
     # lock first: a concurrent request for the same devices commits before we look for stored ids
     devices = _lock_devices(session, {c.reading.device for c in candidates})
-    stored = set(session.scalars(select(Reading.id).where(Reading.id.in_({c.reading.id for c in candidates}))))
+    stored = _stored_ids(session, candidates, devices)
 
     # 1. what each reading needs alone: not stored yet, a known device, a sane time, the key valid then
-    latest = now + timedelta(seconds=max_future_skew_s)
+    latest = naive_utc(now + timedelta(seconds=max_future_skew_s))
     to_verify: list[_Candidate] = []
     for c in candidates:
         reading = c.reading
@@ -163,7 +195,7 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
                 raise NotFound(f"device {reading.device} is not registered: POST /v1/devices first", code="unknown_device")
             if c.ts > latest:
                 raise Invalid(f"payload.ts {reading.payload['ts']} is in the future: check the device clock", code="timestamp_in_future")
-            key = device.key_at(naive_utc(c.ts))
+            key = device.key_at(c.ts)
             if key is None:
                 raise Invalid(
                     f"no key of device {device.id} was valid at {reading.payload['ts']} (registered, rotated or revoked at another time)",
@@ -186,6 +218,7 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
     rows: list[dict[str, Any]] = []
     gaps: list[dict[str, Any]] = []
     received_at = naive_utc(now)
+    salts = os.urandom(32 * len(to_verify))  # one system call for the request's salts
     for c in to_verify:
         reading, device = c.reading, devices[c.reading.device]
         if c.position in failures:
@@ -206,11 +239,11 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
                 "device_id": device.id,
                 "key_id": c.key.id,
                 "seq": reading.seq,
-                "ts": naive_utc(c.ts),
+                "ts": c.ts,
                 "kind": reading.kind,
                 "lot": reading.lot,
-                "envelope": json.dumps(reading.raw, separators=(",", ":"), ensure_ascii=False),
-                "salt": os.urandom(32),
+                "envelope": orjson.dumps(reading.raw).decode(),
+                "salt": salts[32 * len(rows) : 32 * len(rows) + 32],
                 "prev_mismatch": gap is not None and gap["kind"] != "restart",
                 "received_at": received_at,
             }
@@ -219,22 +252,19 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
             gaps.append(gap)
         accepted[reading.id] = c
         seqs.add((device.id, reading.seq))
-        device.last_seq, device.last_digest, device.last_ts, device.changed = reading.seq, reading.id, naive_utc(c.ts), True
+        device.last_seq, device.last_digest, device.last_ts, device.changed = reading.seq, reading.id, c.ts, True
         decided[c.position] = "accepted"
 
     # 4. store
     bulk_insert(session, Reading.__table__, rows)
     if gaps:
         session.execute(insert(DeviceGap), gaps)
-    changed = [d for d in devices.values() if d.changed]
-    if changed:
-        table = Device.__table__
-        session.execute(
-            update(table).where(table.c.id == bindparam("b_id")).values(
-                last_seq=bindparam("b_seq"), last_digest=bindparam("b_digest"), last_ts=bindparam("b_ts")
-            ),
-            [{"b_id": d.id, "b_seq": d.last_seq, "b_digest": d.last_digest, "b_ts": d.last_ts} for d in changed],
-        )
+    bulk_update(
+        session,
+        Device.__table__,
+        "id",
+        [{"id": d.id, "last_seq": d.last_seq, "last_digest": d.last_digest, "last_ts": d.last_ts} for d in devices.values() if d.changed],
+    )
     session.flush()
     return decided
 
@@ -256,6 +286,18 @@ def _lock_devices(session: Session, device_ids: set[str]) -> dict[str, _DeviceSt
     return devices
 
 
+def _stored_ids(session: Session, candidates: list[_Candidate], devices: dict[str, _DeviceState]) -> set[str]:
+    """The candidates already stored. Only a reading at or below its device's last seq can be
+    (a stored reading's seq never exceeds it, and a reading's id commits to its device), so
+    the usual request, every reading moving its device forward, needs no lookup at all."""
+    behind = set()
+    for c in candidates:
+        device = devices.get(c.reading.device)
+        if device is not None and device.last_seq is not None and c.reading.seq <= device.last_seq:
+            behind.add(c.reading.id)
+    return set(session.scalars(select(Reading.id).where(Reading.id.in_(behind)))) if behind else set()
+
+
 def _verify_all(candidates: list[_Candidate]) -> dict[int, AttestationError]:
     """Check every candidate's signature with its key; the failures by position."""
 
@@ -269,12 +311,12 @@ def _verify_all(candidates: list[_Candidate]) -> dict[int, AttestationError]:
         return failures
 
     chunks = [candidates[i : i + _VERIFY_CHUNK] for i in range(0, len(candidates), _VERIFY_CHUNK)]
-    if len(chunks) <= 1:
+    if len(chunks) <= 1 or not _threaded_verify:
         return dict(verify(candidates))
     return {position: exc for failures in _verifiers.map(verify, chunks) for position, exc in failures}
 
 
-def _check_sequence(session: Session, device: _DeviceState, reading: SignedReading, ts: datetime,
+def _check_sequence(session: Session, device: _DeviceState, reading: SignedReading, ts: datetime,  # naive UTC
                     seqs: set[tuple[str, int]]) -> None:
     """Raise :class:`Conflict` unless ``reading`` moves its device's sequence forward (SPEC §1)."""
     if device.last_seq is None:
@@ -288,7 +330,7 @@ def _check_sequence(session: Session, device: _DeviceState, reading: SignedReadi
             f"seq {reading.seq} is not above the device's last seq {device.last_seq}: sequence numbers must strictly increase",
             code="sequence_regressed",
         )
-    if device.last_ts is not None and ts < utc(device.last_ts):
+    if device.last_ts is not None and ts < device.last_ts:
         raise Conflict(f"payload.ts is before the device's previous reading ({device.last_ts.isoformat()}Z)", code="timestamp_regressed")
 
 

@@ -24,6 +24,7 @@ from ledger.chain.backends import ChainHandle, ensure_deployment, open_chain
 from ledger.chain.base import COLLATERAL, ChainError
 from ledger.chain.collateral import CollateralClient
 from ledger.errors import Conflict, Invalid, LedgerError, Unavailable
+from ledger.ingest_pool import IngestPool
 from ledger.leadership import Leadership
 from ledger.mqtt import MqttBridge
 from ledger.ratelimit import DeviceRateLimiter
@@ -49,6 +50,7 @@ class Ledger:
     mqtt: MqttBridge | None = None
     submitter: submission.Submitter | None = None  # finishes actions a request left unfinished
     supervisor: Supervisor | None = None
+    ingest_pool: IngestPool | None = None  # batches decoded, verified and stored in worker processes
 
     @classmethod
     def open(cls, settings: Settings, *, start_anchoring: bool = True) -> Ledger:
@@ -98,8 +100,9 @@ class Ledger:
         shown = settings.published_rpc_url(chain.rpc_url) or "URL not shown: it may carry a provider key"
         log.info("ledger ready: db=%s chain=%s (%s)", db.dialect, chain.kind, shown)
         limiter = DeviceRateLimiter(rate_per_s=settings.device_rate_per_s, burst=settings.device_burst)
+        pool = IngestPool(settings, settings.ingest_processes) if settings.ingest_processes > 1 else None
         return cls(settings=settings, db=db, chain=chain, anchorer=anchorer, limiter=limiter, dispatcher=dispatcher,
-                   valuer=valuer, mqtt=mqtt, submitter=submitter, supervisor=supervisor)  # fmt: skip
+                   valuer=valuer, mqtt=mqtt, submitter=submitter, supervisor=supervisor, ingest_pool=pool)  # fmt: skip
 
     @cached_property
     def collateral(self) -> CollateralClient:
@@ -112,6 +115,8 @@ class Ledger:
         return Supervision(self.db, notify=self.dispatcher.wake)
 
     def close(self) -> None:
+        if self.ingest_pool is not None:
+            self.ingest_pool.close()
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.supervisor is not None:
@@ -270,6 +275,13 @@ class Ledger:
 
     def ingest_many(self, envelopes: list[Any]) -> list[ingest.IngestResult]:
         return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)
+
+    def ingest_batch(self, body: bytes) -> list[ingest.IngestResult]:
+        """A request body holding a JSON array of readings, in the ingestion pool when there is one."""
+        if self.ingest_pool is not None:
+            return self.ingest_pool.ingest_batch(body)
+        return ingest.ingest_batch(self.db, body, max_batch=self.settings.max_batch_request,
+                                   max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)  # fmt: skip
 
     def create_webhook(self, org: Organisation, *, url: str, events: list[str]) -> dict[str, Any]:
         with self.db.session() as session:

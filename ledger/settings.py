@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         90.0, gt=0, description="Replace a checkpoint transaction not mined after this long (same nonce, fees +12.5%)"
     )
     max_batch_request: int = Field(1000, gt=0, description="Most readings in one POST /v1/readings")
+    ingest_processes: int = Field(
+        1, ge=1, le=256,
+        description="Worker processes that decode, verify and store POST /v1/readings batches (ledger.ingest_pool); "
+        "1 keeps ingestion in the serving process. Set it to the number of cores to ingest on all of them",
+    )  # fmt: skip
     max_future_skew_s: float = Field(300.0, ge=0, description="Refuse readings stamped further in the future")
     device_rate_per_s: float = Field(20.0, gt=0, description="Average readings per second one device may send")
     device_burst: int = Field(2000, gt=0, description="Readings one device may send at once (a gateway's backlog)")

@@ -179,11 +179,12 @@ class Supervisor:
                 session.flush()
             holes = json.loads(cursor.holes)
             wanted = or_(Reading.pk > cursor.position, *(Reading.pk.between(lo, hi) for lo, hi, _ in holes))
-            rows = [to_row(r) for r in session.execute(row_select().where(wanted).order_by(Reading.pk).limit(PAGE))]
+            rows = [to_row(r) for r in session.execute(row_select(known_lots=True).where(wanted).order_by(Reading.pk).limit(PAGE))]
             now = self._now()
             if rows:
                 ctx = self._context(session)
-                gaps = self._gaps(session, rows)
+                ctx.preload_lots({r.lot for r in rows if r.lot is not None})
+                gaps = self._gaps(session, [r for r in rows if ctx.lot_of(r) is not None])  # the rules skip the others
                 for row in rows:
                     for finding in evaluate(ctx, row, gaps.get(row.id)):
                         alert = self._raise(session, ctx, finding)
@@ -344,6 +345,8 @@ class Supervisor:
 
     @staticmethod
     def _gaps(session: Session, rows: list[Any]) -> dict[str, DeviceGap]:
+        if not rows:
+            return {}
         found = session.scalars(select(DeviceGap).where(
             DeviceGap.device_id.in_({r.device_id for r in rows}), DeviceGap.reading_id.in_([r.id for r in rows])
         ))  # fmt: skip

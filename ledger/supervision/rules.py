@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import and_, case, exists, or_, select
 from sqlalchemy.orm import Session
 
 from attestation.readings import parse_reading
@@ -106,10 +106,16 @@ ROW_COLUMNS = (Reading.pk, Reading.id, Reading.device_id, Reading.kind, Reading.
                Reading.prev_mismatch)  # fmt: skip
 
 
-def row_select(*, every_kind: bool = False) -> Any:
-    """A SELECT of :class:`Row` columns, with the envelope only for kinds some rule reads (or ``every_kind``)."""
-    envelope = Reading.envelope if every_kind else case((Reading.kind.in_(KINDS), Reading.envelope), else_=None)
-    return select(*ROW_COLUMNS, envelope.label("envelope"))
+def row_select(*, every_kind: bool = False, known_lots: bool = False) -> Any:
+    """A SELECT of :class:`Row` columns, with the envelope only for kinds some rule reads (or
+    ``every_kind``); with ``known_lots`` also only where the reading's lot exists or it names
+    none (the rules read no other reading's data)."""
+    if every_kind:
+        return select(*ROW_COLUMNS, Reading.envelope.label("envelope"))
+    needed = Reading.kind.in_(KINDS)
+    if known_lots:
+        needed = and_(needed, or_(Reading.lot.is_(None), exists().where(Lot.id == Reading.lot)))
+    return select(*ROW_COLUMNS, case((needed, Reading.envelope), else_=None).label("envelope"))
 
 
 def to_row(r: Any) -> Row:
@@ -167,6 +173,13 @@ class Context:
         if lot_id not in self._lots:
             self._lots[lot_id] = self.session.get(Lot, lot_id)
         return self._lots[lot_id]
+
+    def preload_lots(self, lot_ids: set[str]) -> None:
+        """Look up many lots in one query (a page of readings names a few hundred at most)."""
+        wanted = [i for i in lot_ids if i not in self._lots]
+        if wanted:
+            found = {lot.id: lot for lot in self.session.scalars(select(Lot).where(Lot.id.in_(wanted)))}
+            self._lots.update({i: found.get(i) for i in wanted})
 
     def lot_of(self, row: Row) -> Lot | None:
         """The reading's lot, or the lot its device supervises when the reading names none."""

@@ -1,4 +1,4 @@
-"""canonical_json's standard-library fast path must write exactly what rfc8785 writes."""
+"""canonical_json's fast path (orjson, guarded by _stdlib_is_jcs) must write exactly what rfc8785 writes."""
 
 from __future__ import annotations
 

@@ -1,0 +1,119 @@
+"""Ingestion on every core: ``POST /v1/readings`` batches handed, as the request's bytes, to a
+pool of worker processes that decode, check and store them.
+
+One Python process runs Python on one core at a time, and a batch of readings is mostly
+Python-bound work around the signature checks (parsing, canonical form, sequencing, the
+``COPY``). With ``PLEDGELEDGER_INGEST_PROCESSES=N`` (``pledgeledger serve --ingest-processes
+N``) the service starts N worker processes; each has its own database connections and takes
+whole batches, so two gateways posting at once keep two cores busy, and the process serving
+HTTP only moves bytes. Nothing is decided differently: a worker runs exactly
+:func:`ledger.ingest.ingest_batch`, and its answer is returned after its transaction commits.
+
+Per-device rate limits are kept in each worker (like ``--workers`` and several instances, a
+device can reach N times the rate; see :mod:`ledger.ratelimit`). A worker that dies (killed,
+out of memory) breaks the pool: the request is answered 503 (send it again; a batch that was
+stored after all comes back ``duplicate``) and a fresh pool is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from ledger import errors, ingest
+from ledger.errors import Unavailable
+from ledger.ratelimit import DeviceRateLimiter
+from ledger.settings import Settings
+from ledger.store.db import Database, database_unavailable, first_line
+
+__all__ = ["IngestPool"]
+
+log = logging.getLogger(__name__)
+
+
+class IngestPool:
+    """``processes`` worker processes (spawned, so each is a fresh interpreter) taking batches."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self.processes = processes
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        s = self._settings
+        executor = ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(s.database_url, s.max_future_skew_s, s.device_rate_per_s, s.device_burst, s.max_batch_request),
+        )
+        for _ in range(self.processes):  # start them now, not on the first batch
+            executor.submit(_ready)
+        return executor
+
+    def ingest_batch(self, body: bytes) -> list[ingest.IngestResult]:
+        """What :func:`ledger.ingest.ingest_batch` answers for ``body``, computed in a worker."""
+        executor = self._executor
+        try:
+            kind, value = executor.submit(_ingest_batch, body).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:
+                    log.error("an ingestion worker process died; starting a new pool")
+                    self._executor = self._start()
+            raise Unavailable(
+                "an ingestion worker stopped while handling this batch; send the same batch again "
+                "(readings stored after all are answered duplicate)",
+                code="ingest_worker_lost",
+            ) from None
+        if kind == "ok":
+            return [ingest.IngestResult(*result) for result in value]
+        name, code, message = value
+        raise getattr(errors, name)(message, code=code)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- in the worker processes -----------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(db_url: str, max_future_skew_s: float, rate_per_s: float, burst: int, max_batch: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent shuts us down
+    ingest.verify_in_threads(False)  # this process is one of N already: no GIL hand-offs per signature
+    _worker.update(
+        db=Database(db_url),
+        max_future_skew_s=max_future_skew_s,
+        limiter=DeviceRateLimiter(rate_per_s=rate_per_s, burst=burst),
+        max_batch=max_batch,
+    )
+
+
+def _ready() -> None:
+    return None
+
+
+def _ingest_batch(body: bytes) -> tuple[str, Any]:
+    """``("ok", result tuples)`` or ``("error", (ledger.errors class name, code, message))``:
+    plain values, so nothing depends on pickling exception classes."""
+    try:
+        results = ingest.ingest_batch(
+            _worker["db"], body, max_batch=_worker["max_batch"], max_future_skew_s=_worker["max_future_skew_s"],
+            limiter=_worker["limiter"],
+        )
+    except errors.LedgerError as exc:
+        return "error", (type(exc).__name__, exc.code, exc.message)
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        return "error", ("Unavailable", "database_unavailable", f"the ledger's database is unreachable or restarting ({first_line(exc)}); "
+                         "send the same batch again in a few seconds (readings stored after all are answered duplicate)")
+    return "ok", [(r.id, r.status, r.code, r.message) for r in results]
