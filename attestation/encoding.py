@@ -16,49 +16,77 @@ def canonical_json(value: Any) -> bytes:
     """RFC 8785 (JCS) canonical UTF-8 serialisation: the bytes devices sign (SPEC §1).
 
     Values whose JCS form a plain sorted-keys JSON encoder writes identically (see
-    :func:`_stdlib_is_jcs`) take ``orjson``, over ten times faster; everything else goes
-    through ``rfc8785``, which also raises for what JCS cannot carry.
+    :func:`_fast_path`) take ``orjson``, over ten times faster; everything else goes through
+    ``rfc8785``, which also raises for what JCS cannot carry.
     ``tests/attestation/test_encoding.py`` pins the two paths to each other.
     """
-    if _stdlib_is_jcs(value):
+    verdict = _fast_path(value)
+    if verdict:
         try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            return orjson.dumps(_integral_floats_as_ints(value) if verdict == _AS_INTS else value, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:  # a lone surrogate: rfc8785 names it
             pass
     return rfc8785.dumps(value)
 
 
 _MAX_EXACT_INT = 2**53 - 1
+_NO, _AS_IS, _AS_INTS = 0, 1, 2
 
 
-def _stdlib_is_jcs(value: Any) -> bool:
-    """True when ``json.dumps(sort_keys=True)`` (and ``orjson`` with ``OPT_SORT_KEYS``, which
-    writes the same bytes for such values) writes ``value`` exactly as RFC 8785 does.
+def _fast_path(value: Any) -> int:
+    """Whether a sorted-keys JSON encoder (``orjson`` with ``OPT_SORT_KEYS``, or
+    ``json.dumps(sort_keys=True)``: for these values both write the same bytes) writes ``value``
+    exactly as RFC 8785 does: ``_AS_IS``, ``_AS_INTS`` (once its integral floats are ints), or
+    ``_NO`` (0).
 
     That holds for null, booleans, strings (both escape only ``"``, ``\\`` and control
     characters, the same way), integers within ±(2**53 - 1), non-integral finite floats in
     the range where ``repr`` and ECMAScript both write plain decimals with the same shortest
-    round-trip digits (1e-4 <= |x| < 1e16), lists, and objects with ASCII keys (so code-point
-    order is UTF-16 order).
+    round-trip digits (1e-4 <= |x| < 1e16), integral floats within ±(2**53 - 1) (ECMAScript
+    writes ``21.0`` as ``21``, exactly the integer's digits), lists, and objects with ASCII
+    keys (so code-point order is UTF-16 order).
     """
     kind = type(value)
     if kind is str or kind is bool or value is None:
-        return True
+        return _AS_IS
     if kind is float:
-        return math.isfinite(value) and not value.is_integer() and 1e-4 <= abs(value) < 1e16
+        if not math.isfinite(value):
+            return _NO
+        if value.is_integer():
+            return _AS_INTS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
+        return _AS_IS if 1e-4 <= abs(value) < 1e16 else _NO
     if kind is int:
-        return -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT
+        return _AS_IS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
+    verdict = _AS_IS
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or not key.isascii() or not _stdlib_is_jcs(item):
-                return False
-        return True
+            if type(key) is not str or not key.isascii():
+                return _NO
+            inner = _fast_path(item)
+            if inner == _NO:
+                return _NO
+            verdict = max(verdict, inner)
+        return verdict
     if kind is list:
         for item in value:
-            if not _stdlib_is_jcs(item):
-                return False
-        return True
-    return False
+            inner = _fast_path(item)
+            if inner == _NO:
+                return _NO
+            verdict = max(verdict, inner)
+        return verdict
+    return _NO
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """``value`` with every integral float made an int (:func:`_fast_path` checked their range)."""
+    kind = type(value)
+    if kind is float:
+        return int(value) if value.is_integer() else value
+    if kind is dict:
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if kind is list:
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
 
 
 def b64url_encode(data: bytes) -> str:

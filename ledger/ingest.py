@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from sqlalchemy import insert, select
@@ -56,8 +56,7 @@ def verify_in_threads(enabled: bool) -> None:
     _threaded_verify = enabled
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(NamedTuple):  # a tuple: a 1,000-reading batch builds 1,000 of them
     id: str | None
     status: Status
     code: str | None = None

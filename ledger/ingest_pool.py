@@ -73,7 +73,7 @@ class IngestPool:
                 code="ingest_worker_lost",
             ) from None
         if kind == "ok":
-            return [ingest.IngestResult(*result) for result in value]
+            return value
         name, code, message = value
         raise getattr(errors, name)(message, code=code)
 
@@ -102,8 +102,8 @@ def _ready() -> None:
 
 
 def _ingest_batch(body: bytes) -> tuple[str, Any]:
-    """``("ok", result tuples)`` or ``("error", (ledger.errors class name, code, message))``:
-    plain values, so nothing depends on pickling exception classes."""
+    """``("ok", results)`` or ``("error", (ledger.errors class name, code, message))``: plain
+    values, so nothing depends on pickling exception classes."""
     try:
         results = ingest.ingest_batch(
             _worker["db"], body, max_batch=_worker["max_batch"], max_future_skew_s=_worker["max_future_skew_s"],
@@ -116,4 +116,4 @@ def _ingest_batch(body: bytes) -> tuple[str, Any]:
             raise
         return "error", ("Unavailable", "database_unavailable", f"the ledger's database is unreachable or restarting ({first_line(exc)}); "
                          "send the same batch again in a few seconds (readings stored after all are answered duplicate)")
-    return "ok", [(r.id, r.status, r.code, r.message) for r in results]
+    return "ok", results

@@ -74,11 +74,11 @@ async def post_readings(ledger: LedgerDep, request: Request) -> Response:
         envelope: Any = {"cose": b64url_encode(body)}  # the reading's JSON form (attestation.readings)
     elif body.lstrip()[:1] == b"[":
         results = await run_in_threadpool(ledger.ingest_batch, body)
-        return Response(orjson.dumps([r.__dict__ for r in results]), media_type="application/json")
+        return Response(orjson.dumps([r._asdict() for r in results]), media_type="application/json")
     else:
         envelope = decode_body(body)
     result = await run_in_threadpool(ledger.ingest, envelope)
-    return JSONResponse(IngestResult(**result.__dict__).model_dump(), status_code=201 if result.status == "accepted" else 200)
+    return JSONResponse(IngestResult(**result._asdict()).model_dump(), status_code=201 if result.status == "accepted" else 200)
 
 
 @router.get("/{reading_id}", response_model=ReadingPublic, summary="A stored reading")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.orm import Session
 
 from attestation.readings import parse_reading
@@ -106,16 +106,10 @@ ROW_COLUMNS = (Reading.pk, Reading.id, Reading.device_id, Reading.kind, Reading.
                Reading.prev_mismatch)  # fmt: skip
 
 
-def row_select(*, every_kind: bool = False, known_lots: bool = False) -> Any:
-    """A SELECT of :class:`Row` columns, with the envelope only for kinds some rule reads (or
-    ``every_kind``); with ``known_lots`` also only where the reading's lot exists or it names
-    none (the rules read no other reading's data)."""
-    if every_kind:
-        return select(*ROW_COLUMNS, Reading.envelope.label("envelope"))
-    needed = Reading.kind.in_(KINDS)
-    if known_lots:
-        needed = and_(needed, or_(Reading.lot.is_(None), exists().where(Lot.id == Reading.lot)))
-    return select(*ROW_COLUMNS, case((needed, Reading.envelope), else_=None).label("envelope"))
+def row_select(*, every_kind: bool = False) -> Any:
+    """A SELECT of :class:`Row` columns, with the envelope only for kinds some rule reads (or ``every_kind``)."""
+    envelope = Reading.envelope if every_kind else case((Reading.kind.in_(KINDS), Reading.envelope), else_=None)
+    return select(*ROW_COLUMNS, envelope.label("envelope"))
 
 
 def to_row(r: Any) -> Row:
@@ -183,13 +177,17 @@ class Context:
 
     def lot_of(self, row: Row) -> Lot | None:
         """The reading's lot, or the lot its device supervises when the reading names none."""
-        if row.lot is not None:
-            return self.lot(row.lot)
-        if row.device_id not in self._device_lot:
-            self._device_lot[row.device_id] = self.session.scalar(
-                select(LotDevice.lot_id).where(LotDevice.device_id == row.device_id).limit(1)
-            ) or self.session.scalar(select(Device.lot).where(Device.id == row.device_id))
-        return self.lot(self._device_lot[row.device_id])
+        return self.lot_for(row.lot, row.device_id)
+
+    def lot_for(self, lot_id: str | None, device_id: str) -> Lot | None:
+        """:meth:`lot_of` a reading that names ``lot_id`` and comes from ``device_id``."""
+        if lot_id is not None:
+            return self.lot(lot_id)
+        if device_id not in self._device_lot:
+            self._device_lot[device_id] = self.session.scalar(
+                select(LotDevice.lot_id).where(LotDevice.device_id == device_id).limit(1)
+            ) or self.session.scalar(select(Device.lot).where(Device.id == device_id))
+        return self.lot(self._device_lot[device_id])
 
     def config(self, lot: Lot) -> RulesConfig:
         if lot.id not in self._config:

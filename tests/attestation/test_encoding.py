@@ -1,4 +1,4 @@
-"""canonical_json's fast path (orjson, guarded by _stdlib_is_jcs) must write exactly what rfc8785 writes."""
+"""canonical_json's fast path (orjson, guarded by _fast_path) must write exactly what rfc8785 writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attestation.encoding import _stdlib_is_jcs, canonical_json
+from attestation.encoding import _AS_INTS, _NO, _fast_path, canonical_json
 
 _scalars = (
     st.none()
@@ -15,6 +15,7 @@ _scalars = (
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.floats(min_value=1e-4, max_value=1e16, exclude_max=True).filter(lambda x: not x.is_integer())
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1).map(float)
     | st.text()
 )
 _values = st.recursive(
@@ -45,14 +46,13 @@ def test_fast_path_matches_rfc8785(value) -> None:
     ],
 )
 def test_typical_payloads_take_the_fast_path(value) -> None:
-    assert _stdlib_is_jcs(value)
+    assert _fast_path(value) != _NO
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        {"x": 1.0},  # integral float: JCS writes 1, json.dumps 1.0
         {"x": 1e-7},  # JCS 1e-7, repr 1e-07
         {"x": 1e16 + 2},  # JCS 10000000000000002, repr 1.0000000000000002e+16
         {"x": 2**53},  # beyond exact integers: rfc8785 refuses
@@ -61,7 +61,7 @@ def test_typical_payloads_take_the_fast_path(value) -> None:
     ],
 )
 def test_everything_else_goes_through_rfc8785(value) -> None:
-    assert not _stdlib_is_jcs(value)
+    assert _fast_path(value) == _NO
     try:
         expected = rfc8785.dumps(value)
     except Exception as exc:  # noqa: BLE001
@@ -69,6 +69,18 @@ def test_everything_else_goes_through_rfc8785(value) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"x": 1.0, "y": [-0.0, 21.0, 2.5]},  # JCS writes 1, 0, 21; a JSON encoder 1.0, -0.0, 21.0
+        {"weight_kg": 25000.0, "nested": {"n": float(2**53 - 1)}},
+    ],
+)
+def test_integral_floats_take_the_fast_path_as_integers(value) -> None:
+    assert _fast_path(value) == _AS_INTS
+    assert canonical_json(value) == rfc8785.dumps(value)
 
 
 def test_a_lone_surrogate_is_refused_as_rfc8785_refuses_it() -> None:
