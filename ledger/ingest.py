@@ -63,6 +63,11 @@ class IngestResult(NamedTuple):  # a tuple: a 1,000-reading batch builds 1,000 o
     message: str | None = None
 
 
+_READING_COLUMNS = ("id", "device_id", "key_id", "seq", "ts", "kind", "lot", "envelope", "salt", "prev_mismatch", "received_at")
+#: What sequencing reads of a device's keys (not its certificate chain or registration transaction).
+_KEY_COLUMNS = [DeviceKeyRecord.__table__.c[name] for name in ("id", "device_id", "alg", "public_key", "valid_from", "valid_until")]
+
+
 @dataclass
 class _DeviceState:
     """A device's sequencing state as of the readings decided so far in this request."""
@@ -152,7 +157,7 @@ def _ingest(db: Database, envelopes: Sequence[Any], *, max_future_skew_s: float,
             if reading.lot is not None and not storable_text(reading.lot):
                 raise Invalid("payload.lot must not contain NUL (U+0000): the ledger cannot store it", code="invalid_reading")
             _check_rate(limiter, reading)
-            candidates.append(_Candidate(position, reading, naive_utc(reading.ts)))
+            candidates.append(_Candidate(position, reading, reading.ts.replace(tzinfo=None)))  # ts is UTC
         except (AttestationError, LedgerError) as exc:
             outcomes[position] = (reading_id, exc)
     for attempt in range(1, _ATTEMPTS + 1):
@@ -214,7 +219,7 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
     # 3. sequencing, in the order the readings were sent
     accepted: dict[str, _Candidate] = {}  # reading id -> candidate, this request
     seqs: set[tuple[str, int]] = set()
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     gaps: list[dict[str, Any]] = []
     received_at = naive_utc(now)
     salts = os.urandom(32 * len(to_verify))  # one system call for the request's salts
@@ -232,21 +237,10 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
             decided[c.position] = exc
             continue
         gap = _chain_gap(session, device, reading, accepted)
-        rows.append(
-            {
-                "id": reading.id,
-                "device_id": device.id,
-                "key_id": c.key.id,
-                "seq": reading.seq,
-                "ts": c.ts,
-                "kind": reading.kind,
-                "lot": reading.lot,
-                "envelope": orjson.dumps(reading.raw).decode(),
-                "salt": salts[32 * len(rows) : 32 * len(rows) + 32],
-                "prev_mismatch": gap is not None and gap["kind"] != "restart",
-                "received_at": received_at,
-            }
-        )
+        rows.append((  # in _READING_COLUMNS order
+            reading.id, device.id, c.key.id, reading.seq, c.ts, reading.kind, reading.lot, orjson.dumps(reading.raw).decode(),
+            salts[32 * len(rows) : 32 * len(rows) + 32], gap is not None and gap["kind"] != "restart", received_at,
+        ))  # fmt: skip
         if gap is not None:
             gaps.append(gap)
         accepted[reading.id] = c
@@ -255,7 +249,7 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
         decided[c.position] = "accepted"
 
     # 4. store
-    bulk_insert(session, Reading.__table__, rows)
+    bulk_insert(session, Reading.__table__, rows, columns=_READING_COLUMNS)
     if gaps:
         session.execute(insert(DeviceGap), gaps)
     bulk_update(
@@ -280,7 +274,7 @@ def _lock_devices(session: Session, device_ids: set[str]) -> dict[str, _DeviceSt
     devices = {row.id: _DeviceState(row.id, row.last_seq, row.last_digest, row.last_ts) for row in rows}
     if devices:
         keys = DeviceKeyRecord.__table__
-        for key in session.execute(select(keys).where(keys.c.device_id.in_(devices)).order_by(keys.c.id)):
+        for key in session.execute(select(*_KEY_COLUMNS).where(keys.c.device_id.in_(devices)).order_by(keys.c.id)):
             devices[key.device_id].keys.append(key)
     return devices
 

@@ -17,6 +17,7 @@ stored after all comes back ``duplicate``) and a fresh pool is started.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import signal
@@ -95,6 +96,12 @@ def _start_worker(db_url: str, max_future_skew_s: float, rate_per_s: float, burs
         limiter=DeviceRateLimiter(rate_per_s=rate_per_s, burst=burst),
         max_batch=max_batch,
     )
+    # A batch allocates tens of thousands of short-lived, acyclic objects (freed by reference
+    # counting): collecting at every 700th allocation over the whole start-up heap costs a fifth
+    # of a batch. Start-up objects are frozen out of collections; young ones are collected rarely.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000)
 
 
 def _ready() -> None:

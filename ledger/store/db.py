@@ -102,23 +102,26 @@ class Database:
         self.engine.dispose()
 
 
-def bulk_insert(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def bulk_insert(session: Session, table: Table, rows: Sequence[Any], *, columns: Sequence[str] | None = None) -> None:
     """Insert many rows in the session's transaction: ``COPY`` on PostgreSQL (several times
-    faster than any ``INSERT``), an ``executemany`` elsewhere. A duplicate key raises one of
+    faster than any ``INSERT``), an ``executemany`` elsewhere. Rows are dicts with the same
+    keys, or (with ``columns``) tuples in that order. A duplicate key raises one of
     :data:`UNIQUE_VIOLATIONS`.
     """
     if not rows:
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        session.execute(insert(table), rows)
+        session.execute(insert(table), rows if columns is None else [dict(zip(columns, row)) for row in rows])
         return
-    columns = list(rows[0])
+    if columns is None:
+        columns = list(rows[0])
+        rows = [[row[c] for c in columns] for row in rows]
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
         with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
 
 
 #: Up to this many rows, :func:`bulk_update` sends the values as arrays in one statement.
