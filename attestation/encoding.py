@@ -47,16 +47,6 @@ def _fast_path(value: Any) -> int:
     keys (so code-point order is UTF-16 order).
     """
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return _AS_IS
-    if kind is float:
-        if not math.isfinite(value):
-            return _NO
-        if value.is_integer():
-            return _AS_INTS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
-        return _AS_IS if 1e-4 <= abs(value) < 1e16 else _NO
-    if kind is int:
-        return _AS_IS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
     if kind is dict:
         for key in value:
             if type(key) is not str or not key.isascii():
@@ -65,16 +55,35 @@ def _fast_path(value: Any) -> int:
     elif kind is list:
         items = value
     else:
-        return _NO
+        return _scalar(value)
     verdict = _AS_IS
-    for item in items:
-        if type(item) is str or item is None:  # most of a reading: no call for these
+    for item in items:  # the scalars inline: a reading is a dozen of them
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
             continue
-        inner = _fast_path(item)
+        if kind is int:
+            if -_MAX_EXACT_INT <= item <= _MAX_EXACT_INT:
+                continue
+            return _NO
+        inner = _scalar(item) if kind is float else _fast_path(item)
         if inner == _NO:
             return _NO
         verdict = max(verdict, inner)
     return verdict
+
+
+def _scalar(value: Any) -> int:
+    """:func:`_fast_path` of a value that is not a dict or a list."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return _AS_IS
+    if kind is float:  # NaN and the infinities fail every comparison below
+        if value.is_integer():
+            return _AS_INTS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
+        return _AS_IS if 1e-4 <= abs(value) < 1e16 else _NO
+    if kind is int:
+        return _AS_IS if -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT else _NO
+    return _NO
 
 
 def _integral_floats_as_ints(value: Any) -> Any:

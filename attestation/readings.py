@@ -134,11 +134,11 @@ def validate_payload(payload: Any) -> bytes:
     """
     if not isinstance(payload, dict):
         raise InvalidReading("payload must be an object (a JSON object, or a CBOR map in COSE)", field="payload")
-    missing = _PAYLOAD_KEYS - set(payload)
-    if missing:
-        raise InvalidReading(f"payload is missing {', '.join(sorted(missing))}", field=f"payload.{sorted(missing)[0]}")
-    extra = set(payload) - _PAYLOAD_KEYS
-    if extra:
+    if payload.keys() != _PAYLOAD_KEYS:
+        missing = _PAYLOAD_KEYS - set(payload)
+        if missing:
+            raise InvalidReading(f"payload is missing {', '.join(sorted(missing))}", field=f"payload.{sorted(missing)[0]}")
+        extra = set(payload) - _PAYLOAD_KEYS
         raise InvalidReading(f"unknown payload fields: {', '.join(sorted(map(str, extra)))}", field="payload")
     if type(payload["v"]) is not int or payload["v"] != 1:
         raise InvalidReading("payload.v must be 1", field="payload.v")

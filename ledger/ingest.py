@@ -33,7 +33,7 @@ from attestation.readings import SignedReading, parse_reading
 from ledger.errors import Conflict, Invalid, LedgerError, MalformedBody, NotFound, RateLimited
 from ledger.metrics import count_readings
 from ledger.ratelimit import DeviceRateLimiter
-from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, bulk_update, storable_text
+from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, bulk_update, one_of, storable_text
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc
 
 __all__ = ["IngestResult", "decode_body", "ingest", "ingest_batch", "ingest_many", "verify_in_threads"]
@@ -267,14 +267,14 @@ def _lock_devices(session: Session, device_ids: set[str]) -> dict[str, _DeviceSt
     table = Device.__table__
     rows = session.execute(
         select(table.c.id, table.c.last_seq, table.c.last_digest, table.c.last_ts)
-        .where(table.c.id.in_(device_ids))
+        .where(one_of(session, table.c.id, device_ids))
         .order_by(table.c.id)
         .with_for_update()
     )
     devices = {row.id: _DeviceState(row.id, row.last_seq, row.last_digest, row.last_ts) for row in rows}
     if devices:
         keys = DeviceKeyRecord.__table__
-        for key in session.execute(select(*_KEY_COLUMNS).where(keys.c.device_id.in_(devices)).order_by(keys.c.id)):
+        for key in session.execute(select(*_KEY_COLUMNS).where(one_of(session, keys.c.device_id, devices)).order_by(keys.c.id)):
             devices[key.device_id].keys.append(key)
     return devices
 

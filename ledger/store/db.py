@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,12 +12,16 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, bindparam, create_engine, event, insert, text, update
+from sqlalchemy import Table, any_, bindparam, create_engine, event, insert, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable", "first_line", "log_failed_round", "storable_text"]
+__all__ = [
+    "UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable", "first_line",
+    "log_failed_round", "one_of", "storable_text",
+]
 
 #: What a rejected insert of a duplicate raises, through SQLAlchemy or straight from a COPY.
 UNIQUE_VIOLATIONS: tuple[type[Exception], ...] = (IntegrityError, psycopg.errors.IntegrityError)
@@ -100,6 +104,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """``column IN values`` for a long list: on PostgreSQL ``column = ANY(array)``, one
+    parameter (an ``IN`` of hundreds is rendered, sent and parsed anew each time), elsewhere
+    ``IN``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[Any], *, columns: Sequence[str] | None = None) -> None:
