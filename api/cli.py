@@ -89,6 +89,7 @@ def serve(
 
 
 def _serve(workers: int, **overrides: object) -> None:
+    import gc
     import os
 
     import uvicorn
@@ -121,7 +122,9 @@ def _serve(workers: int, **overrides: object) -> None:
     server = dict(host=settings.host, port=settings.port, log_config=log_config, log_level=settings.log_level.lower(), access_log=False)
     try:
         if workers == 1:
-            uvicorn.run(create_app(ledger=ledger), **server)
+            app_ = create_app(ledger=ledger)
+            gc.freeze()  # the start-up heap (web3, SQLAlchemy, the app) is never garbage: keep collections off it
+            uvicorn.run(app_, **server)
         else:  # the workers are spawned (fresh interpreters) and read their settings from here
             os.environ.update(
                 PLEDGELEDGER_DATA_DIR=str(settings.data_dir.resolve()),
