@@ -78,6 +78,10 @@ class IngestPool:
         name, code, message = value
         raise getattr(errors, name)(message, code=code)
 
+    def pids(self) -> list[int]:
+        """The worker processes' ids (for monitoring, and the tests that kill one)."""
+        return list(self._executor._processes or {})
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 

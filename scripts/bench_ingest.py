@@ -14,7 +14,8 @@ It measures, in one run:
     (exactly what the ledger calls for every reading, key cache included) over realistic
     ~250-byte RFC 8785 payloads, in ``os.cpu_count()`` processes at once for ``--raw-seconds``;
 (b) **end to end**: the real service (``pledgeledger serve`` as a subprocess, PostgreSQL in a
-    private schema, embedded py-evm chain, anchoring idle unless ``--with-anchoring``) receives
+    private schema, embedded py-evm chain, anchoring idle unless ``--with-anchoring``, batches
+    ingested by one worker process per core: ``--ingest-processes``) receives
     ``POST /v1/readings`` batches of ``--batch-size`` signed ES256 readings from a separate
     load-generating process that signed and serialised all of them before the clock starts.
     The clock runs from the first request to the last response; every response must be 200
@@ -659,7 +660,7 @@ def print_summary(report: dict[str, Any]) -> None:
     w(
         f"  parameters  N={p['readings']:,} readings, batches of {p['batch_size']}, {p['devices']} devices, "
         f"{p['connections']} {'connections opened per batch' if p['new_connection_per_batch'] else 'keep-alive connection(s)'}, chain {p['chain']}, anchoring {'on' if p['with_anchoring'] else 'off'}, "
-        f"serve args {p['serve_args'] or '-'}"
+        f"ingest processes {p['ingest_processes']}, serve args {p['serve_args'] or '-'}"
     )
     if raw:
         w(

@@ -409,6 +409,7 @@ class BenchService:
         chain: str,
         batch_interval_s: float,
         serve_args: list[str],
+        ingest_processes: int = 1,
         keep: bool = False,
         lift_rate_limits: bool = True,
     ) -> None:
@@ -425,6 +426,7 @@ class BenchService:
             "PLEDGELEDGER_HOST": "127.0.0.1",
             "PLEDGELEDGER_PORT": str(free_port()),
             "PLEDGELEDGER_BATCH_INTERVAL_S": str(batch_interval_s),
+            "PLEDGELEDGER_INGEST_PROCESSES": str(ingest_processes),
         }
         if lift_rate_limits:  # default 20/s, burst 2,000 per device
             self.env |= {"PLEDGELEDGER_DEVICE_RATE_PER_S": "1000000", "PLEDGELEDGER_DEVICE_BURST": "1000000000"}
@@ -442,6 +444,7 @@ class BenchService:
             chain=args.chain,
             batch_interval_s=batch_interval_s,
             serve_args=args.serve_arg,
+            ingest_processes=args.ingest_processes,
             keep=args.keep,
             lift_rate_limits=lift_rate_limits,
         )
@@ -539,7 +542,15 @@ def add_service_args(parser: Any) -> None:
         default=[],
         metavar="ARG",
         help="extra argument for `pledgeledger serve`, repeatable (e.g. --serve-arg=--workers --serve-arg=2, "
-        "which needs --chain managed or an RPC URL)",
+        "which needs --chain managed or an RPC URL, and --ingest-processes 1)",
+    )
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="PLEDGELEDGER_INGEST_PROCESSES of the service: batches of readings decoded, verified and stored in N worker "
+        f"processes (default: every core, {os.cpu_count() or 1} here; 1 ingests in the serving process)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the load (default 1)")
     parser.add_argument(
@@ -550,7 +561,8 @@ def add_service_args(parser: Any) -> None:
 
 def new_report(args: Any, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A report's frame: the machine, ``params`` with the options of :func:`add_service_args`, ``extra``."""
-    service = {"serve_args": " ".join(args.serve_arg), "pg_url": args.pg_url, "chain": args.chain, "seed": args.seed}
+    service = {"serve_args": " ".join(args.serve_arg), "ingest_processes": args.ingest_processes, "pg_url": args.pg_url,
+               "chain": args.chain, "seed": args.seed}  # fmt: skip
     return {"machine": machine_info(), "params": {**params, **service}, **extra}
 
 
