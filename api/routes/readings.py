@@ -47,8 +47,13 @@ _BODY = {
 }
 
 
-def _is_cose(request: Request) -> bool:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower() == COSE_MEDIA_TYPE
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    """JSON, as FastAPI reads a body: no media type, ``application/json`` or ``…+json``."""
+    return not media_type or media_type == "application/json" or media_type.endswith("+json")
 
 
 @router.post(
@@ -70,8 +75,11 @@ async def post_readings(ledger: LedgerDep, request: Request) -> Response:
     JSON body, a COSE reading is `{"cose": "<base64url of its bytes>"}`; arrays may mix both.
     """
     body = await request.body()
-    if _is_cose(request):
+    media_type = _media_type(request)
+    if media_type == COSE_MEDIA_TYPE:
         envelope: Any = {"cose": b64url_encode(body)}  # the reading's JSON form (attestation.readings)
+    elif not _is_json(media_type):
+        envelope = body  # not a reading in any form: refused as one (422 invalid_reading)
     elif body.lstrip()[:1] == b"[":
         results = await run_in_threadpool(ledger.ingest_batch, body)
         return Response(orjson.dumps([r._asdict() for r in results]), media_type="application/json")

@@ -131,8 +131,12 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Any], *, columns:
         columns = list(rows[0])
         rows = [[row[c] for c in columns] for row in rows]
     names = ", ".join(connection.dialect.identifier_preparer.quote(c) for c in columns)
+    # binary: neither side formats or parses text (timestamps, hex bytea); the column types name
+    # the binary encoders ("VARCHAR(64)" -> varchar, "TIMESTAMP WITHOUT TIME ZONE" -> timestamp)
+    types = [table.c[c].type.compile(connection.dialect).split("(")[0].lower() for c in columns]
     with connection.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
 

@@ -56,7 +56,8 @@ class Service:
         raise AssertionError("service not ready in 90 s:\n" + self.log.read_text()[-3000:])
 
     def kill9(self) -> None:
-        """kill -9 of the service and everything it started (its anvil included)."""
+        """kill -9 of the service's process group. Its anvil runs in a session of its own and
+        lives on, as after a real crash; the next start stops it (``anvil.pid``)."""
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -68,6 +69,16 @@ class Service:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        self._stop_anvil()
+
+    def _stop_anvil(self) -> None:
+        """Leave no anvil behind (one left by a kill9 the test did not follow with a start)."""
+        pid_file = Path(self.env["PLEDGELEDGER_DATA_DIR"]) / "chain" / "anvil.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(CLI + list(args), env=self.env, cwd=ROOT, capture_output=True, text=True, input=input, timeout=timeout)
