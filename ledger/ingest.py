@@ -36,7 +36,7 @@ from ledger.ratelimit import DeviceRateLimiter
 from ledger.store.db import UNIQUE_VIOLATIONS, Database, bulk_insert, bulk_update, one_of, storable_text
 from ledger.store.models import Device, DeviceGap, DeviceKeyRecord, Reading, naive_utc
 
-__all__ = ["IngestResult", "decode_body", "ingest", "ingest_batch", "ingest_many", "verify_in_threads"]
+__all__ = ["IngestResult", "decode_body", "ingest", "ingest_batch", "ingest_many", "results_json", "verify_in_threads"]
 
 Status = Literal["accepted", "duplicate", "rejected"]
 Rejection = AttestationError | LedgerError
@@ -130,14 +130,20 @@ def decode_body(body: bytes) -> Any:
 
 
 def ingest_batch(db: Database, body: bytes, *, max_batch: int, max_future_skew_s: float,
-                 limiter: DeviceRateLimiter | None = None) -> list[IngestResult]:
-    """:func:`ingest_many` over a request body holding a JSON array of at most ``max_batch`` readings."""
+                 limiter: DeviceRateLimiter | None = None) -> bytes:
+    """:func:`ingest_many` over a request body holding a JSON array of at most ``max_batch``
+    readings; the results as the JSON array ``POST /v1/readings`` answers (:func:`results_json`)."""
     envelopes = decode_body(body)
     if not isinstance(envelopes, list):
         raise Invalid("the body must be a JSON array of readings", code="invalid_reading")
     if len(envelopes) > max_batch:
         raise Invalid(f"send at most {max_batch} readings per request, not {len(envelopes)}", code="too_many_readings")
-    return ingest_many(db, envelopes, max_future_skew_s=max_future_skew_s, limiter=limiter)
+    return results_json(ingest_many(db, envelopes, max_future_skew_s=max_future_skew_s, limiter=limiter))
+
+
+def results_json(results: Sequence[IngestResult]) -> bytes:
+    """``[{"id", "status", "code", "message"}, …]``, one object per reading in order (SPEC §1)."""
+    return orjson.dumps([{"id": i, "status": s, "code": c, "message": m} for i, s, c, m in results])
 
 
 #: What became of one envelope: the reading's id (None if it did not parse) and its status or rejection.

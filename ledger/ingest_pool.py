@@ -58,8 +58,9 @@ class IngestPool:
             executor.submit(_ready)
         return executor
 
-    def ingest_batch(self, body: bytes) -> list[ingest.IngestResult]:
-        """What :func:`ledger.ingest.ingest_batch` answers for ``body``, computed in a worker."""
+    def ingest_batch(self, body: bytes) -> bytes:
+        """What :func:`ledger.ingest.ingest_batch` answers for ``body`` (the results as JSON: this
+        process only passes bytes on), computed in a worker."""
         executor = self._executor
         try:
             kind, value = executor.submit(_ingest_batch, body).result()
@@ -113,8 +114,8 @@ def _ready() -> None:
 
 
 def _ingest_batch(body: bytes) -> tuple[str, Any]:
-    """``("ok", results)`` or ``("error", (ledger.errors class name, code, message))``: plain
-    values, so nothing depends on pickling exception classes."""
+    """``("ok", results as JSON)`` or ``("error", (ledger.errors class name, code, message))``:
+    plain values, so nothing depends on pickling exception classes."""
     try:
         results = ingest.ingest_batch(
             _worker["db"], body, max_batch=_worker["max_batch"], max_future_skew_s=_worker["max_future_skew_s"],

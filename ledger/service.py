@@ -276,8 +276,9 @@ class Ledger:
     def ingest_many(self, envelopes: list[Any]) -> list[ingest.IngestResult]:
         return ingest.ingest_many(self.db, envelopes, max_future_skew_s=self.settings.max_future_skew_s, limiter=self.limiter)
 
-    def ingest_batch(self, body: bytes) -> list[ingest.IngestResult]:
-        """A request body holding a JSON array of readings, in the ingestion pool when there is one."""
+    def ingest_batch(self, body: bytes) -> bytes:
+        """A request body holding a JSON array of readings, in the ingestion pool when there is
+        one; the results as JSON (:func:`ledger.ingest.results_json`)."""
         if self.ingest_pool is not None:
             return self.ingest_pool.ingest_batch(body)
         return ingest.ingest_batch(self.db, body, max_batch=self.settings.max_batch_request,

@@ -346,7 +346,7 @@ def profile_batch(db_url: str, devices: list[Any], batch_size: int, *, top: int)
         bad = [r for r in results if r.status != "accepted"]
         if bad:
             raise BenchError(f"profile batch: {len(bad)} not accepted, e.g. {bad[0]}")
-        return json.dumps([r._asdict() for r in results]).encode()  # as api/routes/readings.py answers
+        return ingest.results_json(results)  # as api/routes/readings.py answers
 
     try:
         handle(bodies[0])  # warm-up: key cache, compiled SQL cache, connection pool

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -81,8 +80,7 @@ async def post_readings(ledger: LedgerDep, request: Request) -> Response:
     elif not _is_json(media_type):
         envelope = body  # not a reading in any form: refused as one (422 invalid_reading)
     elif body.lstrip()[:1] == b"[":
-        results = await run_in_threadpool(ledger.ingest_batch, body)
-        return Response(orjson.dumps([r._asdict() for r in results]), media_type="application/json")
+        return Response(await run_in_threadpool(ledger.ingest_batch, body), media_type="application/json")
     else:
         envelope = decode_body(body)
     result = await run_in_threadpool(ledger.ingest, envelope)
