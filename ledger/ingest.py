@@ -65,7 +65,18 @@ class IngestResult(NamedTuple):  # a tuple: a 1,000-reading batch builds 1,000 o
 
 _READING_COLUMNS = ("id", "device_id", "key_id", "seq", "ts", "kind", "lot", "envelope", "salt", "prev_mismatch", "received_at")
 #: What sequencing reads of a device's keys (not its certificate chain or registration transaction).
-_KEY_COLUMNS = [DeviceKeyRecord.__table__.c[name] for name in ("id", "device_id", "alg", "public_key", "valid_from", "valid_until")]
+_KEY_COLUMNS = [DeviceKeyRecord.__table__.c.id.label("key_id"),
+                *(DeviceKeyRecord.__table__.c[name] for name in ("alg", "public_key", "valid_from", "valid_until"))]  # fmt: skip
+
+
+class _Key(NamedTuple):
+    """A device_keys row as sequencing reads it."""
+
+    id: int
+    alg: str
+    public_key: str
+    valid_from: datetime  # naive UTC
+    valid_until: datetime | None
 
 
 @dataclass
@@ -76,10 +87,10 @@ class _DeviceState:
     last_seq: int | None
     last_digest: str | None
     last_ts: datetime | None  # naive UTC
-    keys: list[Any] = field(default_factory=list)  # device_keys rows, oldest first
+    keys: list[_Key] = field(default_factory=list)  # oldest first
     changed: bool = False
 
-    def key_at(self, naive: datetime) -> Any | None:
+    def key_at(self, naive: datetime) -> _Key | None:
         for key in reversed(self.keys):
             if key.valid_from <= naive and (key.valid_until is None or naive < key.valid_until):
                 return key
@@ -93,7 +104,7 @@ class _Candidate:
     position: int
     reading: SignedReading
     ts: datetime  # naive UTC, as stored
-    key: Any = None  # the device_keys row valid at ts, once found
+    key: _Key | None = None  # the key valid at ts, once found
 
 
 def ingest(db: Database, envelope: Any, *, max_future_skew_s: float, now: datetime | None = None,
@@ -270,18 +281,21 @@ def _decide_and_store(session: Session, candidates: list[_Candidate], *, now: da
 
 def _lock_devices(session: Session, device_ids: set[str]) -> dict[str, _DeviceState]:
     """The devices named in a request with their keys, rows locked in id order until commit."""
-    table = Device.__table__
-    rows = session.execute(
-        select(table.c.id, table.c.last_seq, table.c.last_digest, table.c.last_ts)
+    table, keys = Device.__table__, DeviceKeyRecord.__table__
+    rows = session.execute(  # one round trip: each device row with its keys, oldest first
+        select(table.c.id, table.c.last_seq, table.c.last_digest, table.c.last_ts, *_KEY_COLUMNS)
+        .select_from(table.outerjoin(keys, keys.c.device_id == table.c.id))
         .where(one_of(session, table.c.id, device_ids))
-        .order_by(table.c.id)
-        .with_for_update()
+        .order_by(table.c.id, keys.c.id)
+        .with_for_update(of=table)
     )
-    devices = {row.id: _DeviceState(row.id, row.last_seq, row.last_digest, row.last_ts) for row in rows}
-    if devices:
-        keys = DeviceKeyRecord.__table__
-        for key in session.execute(select(*_KEY_COLUMNS).where(one_of(session, keys.c.device_id, devices)).order_by(keys.c.id)):
-            devices[key.device_id].keys.append(key)
+    devices: dict[str, _DeviceState] = {}
+    for row in rows:
+        device = devices.get(row.id)
+        if device is None:
+            device = devices[row.id] = _DeviceState(row.id, row.last_seq, row.last_digest, row.last_ts)
+        if row.key_id is not None:
+            device.keys.append(_Key(row.key_id, row.alg, row.public_key, row.valid_from, row.valid_until))
     return devices
 
 
