@@ -176,7 +176,7 @@ _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 def cpu_snapshot(service_sid: int | None) -> dict[str, float]:
     """CPU seconds so far: whole machine (busy, total), the service's session, PostgreSQL processes."""
-    snap = {"machine_busy": 0.0, "machine_total": 0.0, "machine_steal": 0.0, "service": 0.0, "postgres": 0.0}
+    snap = {"machine_busy": 0.0, "machine_total": 0.0, "machine_steal": 0.0, "service": 0.0, "serving": 0.0, "postgres": 0.0}
     try:
         fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
@@ -197,6 +197,8 @@ def cpu_snapshot(service_sid: int | None) -> dict[str, float]:
         cpu = (int(rest[11]) + int(rest[12])) / _CLK  # utime + stime
         if service_sid is not None and int(rest[3]) == service_sid:
             snap["service"] += cpu
+            if int(entry.name) == service_sid:  # the serve process itself, not its workers or chain node
+                snap["serving"] += cpu
         elif comm.startswith("postgres"):
             snap["postgres"] += cpu
     return snap
@@ -220,6 +222,7 @@ def cpu_delta(before: dict[str, float], after: dict[str, float], wall: float, lo
         "machine_busy_cores": round(busy_cores, 2),
         "other_cores": round(busy_cores - service - postgres - loadgen_cpu / wall, 2),
         "service_cores": round((after["service"] - before["service"]) / wall, 2),
+        "serving_process_cores": round((after["serving"] - before["serving"]) / wall, 2),
         "postgres_cores": round((after["postgres"] - before["postgres"]) / wall, 2),
         "loadgen_cores": round(loadgen_cpu / wall, 2),
         "machine_busy_pct": round(100 * busy / total, 1) if total else None,
@@ -254,7 +257,8 @@ def cpu_lines(cpu: dict[str, float], *, during: str = "the run") -> list[str]:
             f"WARNING: other processes used {cpu['other_cores']} cores during {during}; the figures are understated"
         )
     lines.append(
-        f"CPU during {during}: service {cpu['service_cores']} cores, PostgreSQL {cpu['postgres_cores']}, "
+        f"CPU during {during}: service {cpu['service_cores']} cores (serve process {cpu.get('serving_process_cores')}), "
+        f"PostgreSQL {cpu['postgres_cores']}, "
         f"load generator {cpu['loadgen_cores']}, anything else {cpu['other_cores']}; machine {cpu['machine_busy_pct']}% busy, steal {cpu['steal_pct']}%"
     )
     return lines
