@@ -29,7 +29,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from attestation.cose import check_plain, decode_sign1, deterministic_cbor, strict_loads

@@ -69,15 +69,20 @@ class IngestPool:
                 if self._executor is executor:
                     log.error("an ingestion worker process died; starting a new pool")
                     self._executor = self._start()
-            raise Unavailable(
+            lost = Unavailable(
                 "an ingestion worker stopped while handling this batch; send the same batch again "
                 "(readings stored after all are answered duplicate)",
                 code="ingest_worker_lost",
-            ) from None
+            )
+            lost.retry_after = 1  # type: ignore[attr-defined]  # answered as Retry-After
+            raise lost from None
         if kind == "ok":
             return value
         name, code, message = value
-        raise getattr(errors, name)(message, code=code)
+        error = getattr(errors, name)(message, code=code)
+        if isinstance(error, Unavailable):
+            error.retry_after = 2  # type: ignore[attr-defined]  # as api.errors answers database_unavailable
+        raise error
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for monitoring, and the tests that kill one)."""

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -54,7 +53,6 @@ from typing import Any
 
 from benchlib import (
     _DATA,
-    ROOT,
     BenchError,
     BenchService,
     add_service_args,

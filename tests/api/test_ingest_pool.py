@@ -92,6 +92,7 @@ def test_a_dead_worker_costs_one_503_and_the_pool_comes_back(pooled) -> None:  #
     second = [device.reading({"count": 11})]
     lost = http.post("/v1/readings", json=second)
     assert (lost.status_code, lost.json()["error"]["code"]) == (503, "ingest_worker_lost"), lost.text
+    assert lost.headers["Retry-After"] == "1"
     assert "send the same batch again" in lost.json()["error"]["message"]
 
     retry = http.post("/v1/readings", json=second)  # as the message says
