@@ -4,13 +4,14 @@ sequencing, then a durable insert with a fresh salt.
 A reading is only ever reported ``accepted`` after the transaction that stores it commits.
 
 One request is one transaction whatever its size, and its SQL is a fixed handful of
-statements rather than a few per reading: the devices locked in id order (so two concurrent
-requests never deadlock), their keys, a lookup of the ids already stored (only for readings
+statements rather than a few per reading: the devices with their keys, locked in id order (so
+two concurrent requests never deadlock), a lookup of the ids already stored (only for readings
 not ahead of their device's last seq), then one ``COPY`` (or multi-row insert) of the
-readings, one insert of the gaps and one update of the devices. Every
-decision in between is made in Python over the state those statements returned, in the
-order the readings were sent, exactly as if they had arrived one by one. Signatures are
-checked on a small thread pool (the curve libraries release the GIL).
+readings, one insert of the gaps and one update of the devices. Every decision in between is
+made in Python over the state those statements returned, in the order the readings were sent,
+exactly as if they had arrived one by one. Signatures are checked on a small thread pool (the
+curve libraries release the GIL), or inline in the worker processes of
+:mod:`ledger.ingest_pool`, which take whole request bodies (:func:`ingest_batch`).
 """
 
 from __future__ import annotations
