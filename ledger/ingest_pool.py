@@ -17,6 +17,7 @@ stored after all comes back ``duplicate``) and a fresh pool is started.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
@@ -112,6 +113,28 @@ def _start_worker(db_url: str, max_future_skew_s: float, rate_per_s: float, burs
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000)
+    _keep_freed_heap()
+
+
+#: glibc's mallopt parameters, and what a worker sets them to.
+_MALLOPT = ((-1, 64 << 20), (-2, 4 << 20), (-3, 16 << 20))  # M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD
+
+
+def _keep_freed_heap() -> None:
+    """Keep up to 64 MB of freed heap instead of handing it back to the kernel at once.
+
+    By default glibc trims the top of the heap on nearly every free in a batch's pattern (many
+    buffers of about 1 KB, kept until the batch is stored), so the next allocation takes a
+    fresh page fault: ``orjson.dumps`` of a payload cost 2.7 µs instead of 0.2 µs, about 5 µs
+    per reading in all. Buffers up to 16 MB (a whole request body) come from the heap too.
+    A C library without ``mallopt`` (musl, macOS) is left as it is.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    for param, value in _MALLOPT:
+        mallopt(param, value)
 
 
 def _ready() -> None:
