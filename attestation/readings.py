@@ -71,14 +71,15 @@ class SignedReading:
     digest: bytes  # SHA-256 of payload_bytes
     envelope_kind: EnvelopeKind
     payload_bytes: bytes  # JCS(payload) (json) or the COSE payload byte string (cose)
+    ts: datetime  # payload.ts, parsed (timezone-aware UTC)
 
     @property
     def cose(self) -> bytes | None:
         """The exact COSE_Sign1 bytes of a COSE reading; ``None`` for a JSON one."""
         return b64url_decode(self.raw[_COSE_KEY]) if self.envelope_kind == "cose" else None
 
-    @property
-    def id(self) -> str:
+    @functools.cached_property
+    def id(self) -> str:  # cached: ingestion asks for it a few times per reading
         return self.digest.hex()
 
     @property
@@ -92,10 +93,6 @@ class SignedReading:
     @property
     def prev(self) -> str | None:
         return self.payload["prev"]
-
-    @functools.cached_property
-    def ts(self) -> datetime:
-        return parse_timestamp(self.payload["ts"])
 
     @property
     def kind(self) -> str:
@@ -132,6 +129,11 @@ def validate_payload(payload: Any) -> bytes:
     (``payload.seq``, ``payload.data.weight_kg``, …). A payload that RFC 8785 cannot
     serialise (integers beyond ±(2**53 - 1), non-finite numbers) is refused in both envelopes.
     """
+    return _check_payload(payload)[0]
+
+
+def _check_payload(payload: Any) -> tuple[bytes, datetime]:
+    """:func:`validate_payload`, and the parsed ``ts``."""
     if not isinstance(payload, dict):
         raise InvalidReading("payload must be an object (a JSON object, or a CBOR map in COSE)", field="payload")
     if payload.keys() != _PAYLOAD_KEYS:
@@ -149,7 +151,7 @@ def validate_payload(payload: Any) -> bytes:
     prev = payload["prev"]
     if prev is not None and not (isinstance(prev, str) and _PREV.fullmatch(prev)):
         raise InvalidReading("payload.prev must be null or the previous reading's digest as 64 lowercase hex", field="payload.prev")
-    parse_timestamp(payload["ts"])
+    ts = parse_timestamp(payload["ts"])
     lot = payload["lot"]
     if lot is not None and not (isinstance(lot, str) and 1 <= len(lot) <= 128):
         raise InvalidReading("payload.lot must be null or a lot id of 1-128 characters", field="payload.lot")
@@ -157,7 +159,7 @@ def validate_payload(payload: Any) -> bytes:
         raise InvalidReading("payload.kind must be a thing-model name", field="payload.kind")
     check_data(payload["kind"], payload["data"])
     try:
-        return canonical_json(payload)
+        return canonical_json(payload), ts
     except Exception as exc:  # rfc8785 raises its own errors for numbers JSON cannot carry exactly
         raise InvalidReading(f"payload cannot be canonicalised per RFC 8785: {exc}", field="payload") from None
 
@@ -180,11 +182,11 @@ def parse_reading(envelope: Any) -> SignedReading:
         except (ValueError, TypeError):
             raise InvalidReading("cose must be the COSE_Sign1 bytes as base64url without padding", field="cose") from None
         return parse_cose_reading(data)
-    extra = set(envelope) - _ENVELOPE_KEYS
-    if extra:
+    if not envelope.keys() <= _ENVELOPE_KEYS:
+        extra = set(envelope) - _ENVELOPE_KEYS
         raise InvalidReading(f"unknown reading fields: {', '.join(sorted(extra))}", field="reading")
     payload = envelope.get("payload")
-    signed = validate_payload(payload)
+    signed, ts = _check_payload(payload)
     alg = envelope.get("alg")
     if alg not in ALGORITHMS:
         raise InvalidReading(f"alg must be one of {', '.join(ALGORITHMS)}", field="alg")
@@ -201,6 +203,7 @@ def parse_reading(envelope: Any) -> SignedReading:
         digest=hashlib.sha256(signed).digest(),
         envelope_kind="json",
         payload_bytes=signed,
+        ts=ts,
     )
 
 
@@ -221,7 +224,7 @@ def parse_cose_reading(data: bytes) -> SignedReading:
             "keeps the value",
             field="cose.payload",
         )
-    validate_payload(payload)
+    _, ts = _check_payload(payload)
     return SignedReading(
         raw={_COSE_KEY: b64url_encode(bytes(data))},
         payload=payload,
@@ -231,4 +234,5 @@ def parse_cose_reading(data: bytes) -> SignedReading:
         digest=hashlib.sha256(message.payload).digest(),
         envelope_kind="cose",
         payload_bytes=message.payload,
+        ts=ts,
     )

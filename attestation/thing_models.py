@@ -71,6 +71,10 @@ class ThingModel:
     description: str
     required: dict[str, Check] = field(default_factory=dict)
     optional: dict[str, Check] = field(default_factory=dict)
+    checks: dict[str, Check] = field(init=False, repr=False, compare=False)  # required, then optional
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checks", {**self.required, **self.optional})
 
     def describe(self) -> dict[str, Any]:
         """A JSON description for ``GET /v1/thing-models``."""
@@ -110,6 +114,6 @@ def check_data(kind: str, data: Any) -> None:
     for name, check in model.required.items():
         if name not in data:
             raise InvalidThingData(f"payload.data.{name} is required for kind {kind} ({_RULES[check]})", field=f"payload.data.{name}")
-    for name, check in {**model.required, **model.optional}.items():
+    for name, check in model.checks.items():
         if name in data and not check(data[name]):
             raise InvalidThingData(f"payload.data.{name} must be {_RULES[check]} for kind {kind}", field=f"payload.data.{name}")

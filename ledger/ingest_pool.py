@@ -100,13 +100,18 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(db_url: str, max_future_skew_s: float, rate_per_s: float, burst: int, max_batch: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent shuts us down
-    ingest.verify_in_threads(False)  # this process is one of N already: no GIL hand-offs per signature
     _worker.update(
         db=Database(db_url),
         max_future_skew_s=max_future_skew_s,
         limiter=DeviceRateLimiter(rate_per_s=rate_per_s, burst=burst),
         max_batch=max_batch,
     )
+    tune_worker_process()
+
+
+def tune_worker_process() -> None:
+    """Set this process up to take batches as a worker does (the benchmark's profile uses it too)."""
+    ingest.verify_in_threads(False)  # this process is one of N already: no GIL hand-offs per signature
     # A batch allocates tens of thousands of short-lived, acyclic objects (freed by reference
     # counting): collecting at every 700th allocation over the whole start-up heap costs a fifth
     # of a batch. Start-up objects are frozen out of collections; young ones are collected rarely.
