@@ -74,21 +74,39 @@ def serve(
     Logs go to stderr as text, or as one JSON object per line with PLEDGELEDGER_LOG_FORMAT=json
     (level: PLEDGELEDGER_LOG_LEVEL, default INFO); Prometheus metrics are at /metrics.
     """
-    import shutil
-
     import os
+    import shutil
+    import signal
 
-    processes = ingest_processes or int(os.environ.get("PLEDGELEDGER_INGEST_PROCESSES") or 1)
-    metrics_dir = _multiprocess_metrics(max(workers, processes))  # first: prometheus_client must not be imported before
+    settings = _settings(data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
+                         ingest_processes=ingest_processes, confirmations=confirmations)
+    metrics_dir = _multiprocess_metrics(max(workers, settings.ingest_processes))  # before prometheus_client is imported
+    signal.signal(signal.SIGTERM, _terminated)
     try:
-        _serve(workers, data_dir=data_dir, db_url=db_url, chain=chain, host=host, port=port, batch_interval_s=batch_interval,
-               ingest_processes=ingest_processes, confirmations=confirmations)
+        _serve(workers, settings)
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        terminated = True
+    else:
+        terminated = False
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+    if terminated:  # everything is shut down: end as the signal ends a process (what init systems expect)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _serve(workers: int, **overrides: object) -> None:
+class _Terminated(BaseException):
+    """SIGTERM reached ``serve``. uvicorn shuts down gracefully on it, then raises the signal
+    again; without a handler that would end the process before the chain node it started and
+    the ingestion pool are stopped."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _serve(workers: int, settings: Any) -> None:
     import gc
     import os
 
@@ -100,7 +118,6 @@ def _serve(workers: int, **overrides: object) -> None:
     from ledger.chain.base import ChainError
     from ledger.service import Ledger
 
-    settings = _settings(**overrides)
     register_secrets(settings)
     log_config = logging_config(fmt=settings.log_format, level=settings.log_level)
     logging.config.dictConfig(log_config)

@@ -167,6 +167,39 @@ def test_signed_reading_to_chain_verified_proof_survives_kill9(tmp_path: Path) -
         service.stop()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_sigterm_stops_the_chain_node_and_the_ingestion_workers(tmp_path: Path) -> None:
+    """SIGTERM to `pledgeledger serve` (what systemd and Kubernetes send) shuts it down fully: the
+    anvil it started and its ingestion processes stop too, and it ends as SIGTERM ends a process."""
+    data_dir = tmp_path / "data"
+    service = Service(data_dir, f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    service.env["PLEDGELEDGER_INGEST_PROCESSES"] = "2"
+    try:
+        service.start()
+        assert service.proc is not None
+        anvil = int((data_dir / "chain" / "anvil.pid").read_text())
+        children = {int(p) for p in Path(f"/proc/{service.proc.pid}/task/{service.proc.pid}/children").read_text().split()}
+        workers = children - {anvil}
+        assert _alive(anvil) and len(workers) >= 2, (anvil, children)
+
+        service.proc.send_signal(signal.SIGTERM)  # the service alone, not its process group
+        assert service.proc.wait(timeout=30) == -signal.SIGTERM, service.log.read_text()[-3000:]
+        deadline = time.monotonic() + 10
+        while any(map(_alive, {anvil, *workers})) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(anvil), "the managed anvil outlived the service"
+        assert not any(map(_alive, workers)), "ingestion workers outlived the service"
+        assert "Traceback" not in service.log.read_text()
+    finally:
+        service.stop()
+
+
 def test_deploy_to_rpc_then_serve_against_it(tmp_path: Path) -> None:
     """`pledgeledger deploy --rpc URL` on an external node, then the service uses that deployment."""
     from ledger.chain.backends import ANVIL_DEV_KEY, AnvilNode
