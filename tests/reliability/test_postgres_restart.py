@@ -32,9 +32,14 @@ def advisory_locks(server: PrivatePostgres) -> int:
         return conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted").fetchone()[0]
 
 
-def test_postgres_restarted_under_ingestion_and_anchoring(tmp_path: Path, node: AnvilNode, private_postgres: PrivatePostgres) -> None:
-    say("PostgreSQL restart: starting the service on a private PostgreSQL cluster")
-    with running_service(tmp_path / "data", node, private_postgres.url) as (service, db):
+@pytest.mark.parametrize("ingest_processes", [1, 2], ids=["in-process", "ingestion-pool"])
+def test_postgres_restarted_under_ingestion_and_anchoring(tmp_path: Path, node: AnvilNode, private_postgres: PrivatePostgres,
+                                                          ingest_processes: int) -> None:
+    """With ``ingest_processes=2`` the batches are stored by the worker processes of
+    :mod:`ledger.ingest_pool`, each with connections of its own, which must recover as well."""
+    say(f"PostgreSQL restart: starting the service on a private PostgreSQL cluster, {ingest_processes} ingestion process(es)")
+    with running_service(tmp_path / "data", node, private_postgres.url,
+                         PLEDGELEDGER_INGEST_PROCESSES=str(ingest_processes)) as (service, db):
         operator, _ = organisations(db)
         with LoadClient(tmp_path, service.url, operator, devices=4, batch=10, pause=0.05) as client:
             before = len(client.wait_answers(10).answered)
