@@ -161,3 +161,20 @@ def test_warehouse_requiring_device_certificates(env) -> None:  # type: ignore[n
     assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_certificate")
     other_operator_device = SimulatedDevice("wh2-nocert", "load_cell")  # the other warehouse requires nothing
     assert http.post("/v1/devices", json=other_operator_device.registration(), headers=auth["other_operator"]).status_code == 201
+
+
+def test_a_key_whose_signatures_anyone_can_forge_is_not_registered(env) -> None:  # type: ignore[no-untyped-def]
+    """Fraud case 9, by design: an operator enrols an Ed25519 key of small order, whose proof of
+    possession and readings anyone can "sign" (R = B, S = 1 under the identity point), so that
+    readings made up on a server would pass as the device's. Refused by name; nothing stored."""
+    from attestation.encoding import b64url_encode
+    from tests.attestation.test_signatures import BASE_POINT, SMALL_ORDER, _ed25519_pem
+
+    ledger, http, auth = env
+    body = {"id": "wh1-rfid-66", "alg": "EdDSA", "public_key": _ed25519_pem(SMALL_ORDER[0]), "kind": "rfid_inventory",
+            "pop": b64url_encode(BASE_POINT + (1).to_bytes(32, "little"))}
+    r = http.post("/v1/devices", json=body, headers=auth["operator"])
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_public_key" and "small order" in error["message"], error
+    assert http.get("/v1/devices/wh1-rfid-66", headers=auth["operator"]).status_code == 404

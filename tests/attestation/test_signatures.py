@@ -44,6 +44,44 @@ def test_unknown_alg_and_bad_pem() -> None:
         verify_signature("ES256", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", b"x", b"\x00" * 64)
 
 
+#: Ed25519 points of small order (the identity, and one of order 8): no private key, and
+#: "signatures" under them that anyone can make.
+SMALL_ORDER = [bytes([1]) + bytes(31), bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")]
+BASE_POINT = bytes.fromhex("5866666666666666666666666666666666666666666666666666666666666666")
+
+
+def _ed25519_pem(raw: bytes) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+@pytest.mark.parametrize("point", SMALL_ORDER, ids=["identity", "order-8"])
+def test_small_order_ed25519_keys_are_refused_by_name(point: bytes) -> None:
+    """A registrant cannot enrol a key whose signatures anyone can forge (fraud case 9: readings
+    the device did not make). Under the identity point, R = B and S = 1 "sign" every message:
+    OpenSSL's Ed25519 accepts that, so the key is refused before any signature is looked at."""
+    pem = _ed25519_pem(point)
+    forged = BASE_POINT + (1).to_bytes(32, "little")
+    with pytest.raises(InvalidKey, match="small order"):
+        verify_signature("EdDSA", pem, b"any reading at all", forged)
+    with pytest.raises(InvalidKey, match="small order"):
+        verify_pop("wh1-rfid-01", "EdDSA", pem, b64url_encode(forged))
+
+
+def test_ed25519_rfc8032_vector() -> None:
+    """RFC 8032 §7.1, test 2 (one-byte message)."""
+    public = bytes.fromhex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+    signature = bytes.fromhex(
+        "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"
+    )
+    verify_signature("EdDSA", _ed25519_pem(public), bytes([0x72]), signature)
+    with pytest.raises(InvalidSignature):
+        verify_signature("EdDSA", _ed25519_pem(public), bytes([0x73]), signature)
+
+
 def test_pop_message_is_spec_jcs() -> None:
     assert pop_message("d", "PEM") == b'{"device":"d","public_key":"PEM","purpose":"pledgeledger/register"}'
 
