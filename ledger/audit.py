@@ -29,7 +29,8 @@ The chain side reads only the anchor's size (``head()``), ``rootOf(i)`` and the
 ``isRevoked`` of each device.
 
 Finding kinds (``error`` unless marked): ``reading_unparseable``, ``digest_mismatch``,
-``column_mismatch``, ``salt_invalid``, ``key_not_valid`` (no stored key at the reading's time),
+``column_mismatch``, ``salt_invalid``, ``unknown_device`` (the reading's device is not stored),
+``key_not_valid`` (no stored key at the reading's time),
 ``key_mismatch`` (stored against another key), ``signature_invalid``, ``key_not_on_chain``,
 ``proof_invalid``, ``sequence_order``, ``link_unrecorded``, ``gap_healed``, ``batch_count_mismatch``,
 ``batch_root_mismatch``, ``batch_missing``, ``chain_root_mismatch``, ``anchor_contract_mismatch``,
@@ -281,7 +282,10 @@ class _Auditor:
             self.find("column_mismatch", f"reading {row.id}: stored {', '.join(altered)} differ from what the device signed "
                       f"({', '.join(f'{n}={signed[n]!r}' for n in altered)})", **where)
         state = self.device(reading.device)
-        if state is not None:
+        if state is None:  # readings keep no foreign key to devices (ingestion checks it under the device lock)
+            self.find("unknown_device", f"reading {row.id}: device {reading.device} is not in the database: the reading "
+                      "was inserted without its device, or the device's row was deleted", **where)
+        else:
             self.check_key(state, row, reading, where)
             self.walk(state, row, reading, where)
         if len(row.salt) != 32:

@@ -145,6 +145,22 @@ def test_inserted_reading_is_named(healthy) -> None:  # type: ignore[no-untyped-
     assert {f["batch"] for f in found["batch_count_mismatch"]} == {0}
 
 
+def test_reading_of_a_device_not_in_the_database_is_named(healthy) -> None:  # type: ignore[no-untyped-def]
+    """readings keep no foreign key to devices: a row slipped in for a device the ledger never
+    registered (signed by a key of the forger's own) is named, not skipped."""
+    ledger, ids, _ = healthy
+    ghost = SimulatedDevice("wh1-ghost-01", "load_cell", lot="LOT-A")
+    envelope = ghost.reading({"weight_kg": 100.0})
+    reading = parse_reading(envelope)
+    with ledger.db.session() as session:
+        template = session.scalar(select(Reading).where(Reading.id == ids[-1]))
+        session.add(Reading(id=reading.id, device_id=ghost.id, key_id=template.key_id, seq=reading.seq,
+                            ts=reading.ts.replace(tzinfo=None), kind="load_cell", lot="LOT-A", envelope=json.dumps(envelope), salt=os.urandom(32)))
+    found = errors(audit(ledger))
+    assert list(found) == ["unknown_device"], found
+    assert found["unknown_device"][0]["reading"] == reading.id and found["unknown_device"][0]["device"] == ghost.id
+
+
 def test_missing_checkpoint_is_named(healthy) -> None:  # type: ignore[no-untyped-def]
     """The ledger says batch 2 is anchored, but the chain never got it."""
     ledger, _, _ = healthy
