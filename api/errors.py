@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from attestation.errors import AttestationError
 from ledger import errors as le
-from ledger.store.db import database_unavailable, first_line
+from ledger.store.db import database_unavailable, database_unavailable_error, first_line
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -70,13 +70,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if not database_unavailable(exc):
         return _unexpected(request, exc)
     log.warning("database unavailable: %s", first_line(exc))
-    return error_response(
-        503,
-        "database_unavailable",
-        "the ledger's database is unreachable or restarting; send the same request again in a few seconds "
-        "(a reading that was stored after all is then answered duplicate)",
-        {"Retry-After": "2"},
-    )
+    return _ledger_error(request, database_unavailable_error())
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:

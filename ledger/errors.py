@@ -84,3 +84,7 @@ class Forbidden(LedgerError):
 
 class Unavailable(LedgerError):
     code = "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -31,7 +31,7 @@ from ledger import errors, ingest
 from ledger.errors import Unavailable
 from ledger.ratelimit import DeviceRateLimiter
 from ledger.settings import Settings
-from ledger.store.db import Database, database_unavailable, first_line
+from ledger.store.db import Database, database_unavailable, database_unavailable_error, first_line
 
 __all__ = ["IngestPool"]
 
@@ -70,20 +70,18 @@ class IngestPool:
                 if self._executor is executor:
                     log.error("an ingestion worker process died; starting a new pool")
                     self._executor = self._start()
-            lost = Unavailable(
+            raise Unavailable(
                 "an ingestion worker stopped while handling this batch; send the same batch again "
                 "(readings stored after all are answered duplicate)",
                 code="ingest_worker_lost",
-            )
-            lost.retry_after = 1  # type: ignore[attr-defined]  # answered as Retry-After
-            raise lost from None
+                retry_after=1,
+            ) from None
         if kind == "ok":
             return value
+        if kind == "database_unavailable":
+            raise database_unavailable_error()
         name, code, message = value
-        error = getattr(errors, name)(message, code=code)
-        if isinstance(error, Unavailable):
-            error.retry_after = 2  # type: ignore[attr-defined]  # as api.errors answers database_unavailable
-        raise error
+        raise getattr(errors, name)(message, code=code)
 
     def pids(self) -> list[int]:
         """The worker processes' ids (for monitoring, and the tests that kill one)."""
@@ -147,8 +145,8 @@ def _ready() -> None:
 
 
 def _ingest_batch(body: bytes) -> tuple[str, Any]:
-    """``("ok", results as JSON)`` or ``("error", (ledger.errors class name, code, message))``:
-    plain values, so nothing depends on pickling exception classes."""
+    """``("ok", results as JSON)``, ``("error", (ledger.errors class name, code, message))`` or
+    ``("database_unavailable", None)``: plain values, so nothing depends on pickling exception classes."""
     try:
         results = ingest.ingest_batch(
             _worker["db"], body, max_batch=_worker["max_batch"], max_future_skew_s=_worker["max_future_skew_s"],
@@ -159,6 +157,6 @@ def _ingest_batch(body: bytes) -> tuple[str, Any]:
     except Exception as exc:
         if not database_unavailable(exc):
             raise
-        return "error", ("Unavailable", "database_unavailable", f"the ledger's database is unreachable or restarting ({first_line(exc)}); "
-                         "send the same batch again in a few seconds (readings stored after all are answered duplicate)")
+        log.warning("database unavailable: %s", first_line(exc))
+        return "database_unavailable", None
     return "ok", results

@@ -18,8 +18,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.errors import Unavailable
+
 __all__ = [
-    "UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable", "first_line",
+    "UNIQUE_VIOLATIONS", "Database", "alembic_config", "bulk_insert", "bulk_update", "database_unavailable",
+    "database_unavailable_error", "first_line",
     "log_failed_round", "one_of", "storable_text",
 ]
 
@@ -39,6 +42,17 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return True  # refused, terminated by a shutdown, starting up; also deadlocks and cancellations
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def database_unavailable_error() -> Unavailable:
+    """What a request is answered while :func:`database_unavailable` holds: 503
+    ``database_unavailable``, with a ``Retry-After``."""
+    return Unavailable(
+        "the ledger's database is unreachable or restarting; send the same request again in a few seconds "
+        "(a reading that was stored after all is then answered duplicate)",
+        code="database_unavailable",
+        retry_after=2,
+    )
 
 
 def first_line(exc: BaseException) -> str:

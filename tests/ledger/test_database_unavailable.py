@@ -36,3 +36,19 @@ def test_refusals_of_the_statement_are_not_outages() -> None:
     assert not database_unavailable(IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation("duplicate key")))
     assert not database_unavailable(ProgrammingError("SELECT", {}, psycopg.errors.UndefinedTable("no such table")))
     assert not database_unavailable(ValueError("not a database error"))
+
+
+def test_the_api_answers_an_outage_503_with_retry_after() -> None:
+    """One answer for an outage, whichever process met it (the route's, or an ingestion worker's)."""
+    import json
+
+    import psycopg
+
+    from api.errors import _database_error
+    from ledger.store.db import database_unavailable_error
+
+    response = _database_error(None, psycopg.OperationalError("connection refused"))  # type: ignore[arg-type]
+    error = database_unavailable_error()
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2" == str(error.retry_after)
+    assert json.loads(response.body)["error"] == {"code": "database_unavailable", "message": error.message}
+    assert "send the same request again" in error.message
